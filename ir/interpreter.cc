@@ -1,0 +1,406 @@
+// The reference interpreter. The kernel is compiled once into flat instruction lists: host
+// code over f64 slots, and per phase the element DAG in topological order over registers of
+// one block of elements, so each node costs one tight loop per block and shared nodes are
+// computed once. The arithmetic itself is eval.h's, shared with constant folding.
+#include "ir/interpreter.h"
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "ir/eval.h"
+#include "ir/verifier.h"
+#include "support/error.h"
+
+namespace fuseopt::ir {
+namespace {
+
+// Elements per block: the registers of a typical phase stay in the L1 cache.
+constexpr int64_t kBlock = 256;
+
+// One host operation over f64 slots (bools as 0/1).
+struct HostInstr {
+  NodeKind kind = NodeKind::kUnary;  // kUnary, kBinary or kSelect
+  UnaryOp unary_op = UnaryOp::kNeg;
+  BinaryOp binary_op = BinaryOp::kAdd;
+  int a = -1, b = -1, c = -1;  // operand slots; kSelect: a is the condition
+  int out = -1;
+};
+
+// One element operation; its result is the register with the instruction's index.
+struct ElementInstr {
+  enum class Kind : uint8_t {
+    kLoad,          // the register points into buffer `buffer`
+    kBroadcast,     // a host value (f32 rounding, or a bool as 0/1) in every lane
+    kUnary,
+    kBinary,
+    kSelect,        // per element: a is the mask
+    kSelectScalar,  // one host condition (slot `slot`) picks register b or c
+  } kind = Kind::kLoad;
+  UnaryOp unary_op = UnaryOp::kNeg;
+  BinaryOp binary_op = BinaryOp::kAdd;
+  int buffer = -1;
+  int slot = -1;
+  int a = -1, b = -1, c = -1;
+};
+
+struct ReductionSlot {
+  ReduceOp op = ReduceOp::kSum;
+  int reg = -1;   // the body's register
+  int slot = -1;  // where the result goes
+};
+
+struct StoreSlot {
+  int buffer = -1;
+  int reg = -1;
+};
+
+struct CompiledPhase {
+  std::vector<HostInstr> host;  // the prologue, then host operands of the element code
+  std::vector<ElementInstr> elements;
+  std::vector<ReductionSlot> reductions;
+  std::vector<StoreSlot> stores;
+};
+
+}  // namespace
+
+struct Interpreter::Program {
+  std::vector<double> initial_slots;  // constants filled in, symbols set per tensor
+  int t_slot = -1;
+  int numel_slot = -1;
+  int first_scalar_slot = -1;  // hypers occupy slots [0, hypers), then t, numel, scalars
+  std::vector<CompiledPhase> phases;
+  std::vector<HostInstr> after;
+  std::vector<std::pair<int, int>> scalar_stores;  // (scalar index, value slot)
+};
+
+namespace {
+
+class Compiler {
+ public:
+  Compiler(const Kernel& kernel, std::vector<double>& slots) : kernel_(kernel), slots_(slots) {}
+
+  int new_slot(double initial = 0) {
+    slots_.push_back(initial);
+    return static_cast<int>(slots_.size()) - 1;
+  }
+
+  void bind(const std::string& name, int slot) { symbols_[name] = slot; }
+
+  // Host expressions share slots across the whole kernel: a node first compiled in an
+  // earlier host segment has been computed by the time a later segment reads it.
+  int host(const Expr& e, std::vector<HostInstr>& code) {
+    auto found = host_done_.find(e.get());
+    if (found != host_done_.end()) return found->second;
+    int slot = -1;
+    switch (e->kind) {
+      case NodeKind::kConst:
+        slot = new_slot(e->value);
+        break;
+      case NodeKind::kVar: {
+        auto symbol = symbols_.find(e->name);
+        FUSEOPT_CHECK(symbol != symbols_.end(), "interpreter: unbound name '" + e->name + "'");
+        slot = symbol->second;
+        break;
+      }
+      case NodeKind::kLoad:
+      case NodeKind::kCast:
+        FUSEOPT_UNREACHABLE("interpreter: element node in host code");
+        break;
+      case NodeKind::kUnary:
+      case NodeKind::kBinary:
+      case NodeKind::kSelect: {
+        HostInstr instr;
+        instr.kind = e->kind;
+        instr.unary_op = e->unary_op;
+        instr.binary_op = e->binary_op;
+        int* operand_slots[] = {&instr.a, &instr.b, &instr.c};
+        for (size_t i = 0; i < e->operands.size(); ++i) {
+          *operand_slots[i] = host(e->operands[i], code);
+        }
+        instr.out = slot = new_slot();
+        code.push_back(instr);
+        break;
+      }
+    }
+    keep_alive_.push_back(e);
+    host_done_.emplace(e.get(), slot);
+    return slot;
+  }
+
+  // Post-order over the element DAG: an instruction's operands always come before it.
+  int element(const Expr& e, CompiledPhase& phase,
+              std::unordered_map<const ExprNode*, int>& done) {
+    auto found = done.find(e.get());
+    if (found != done.end()) return found->second;
+    ElementInstr instr;
+    instr.unary_op = e->unary_op;
+    instr.binary_op = e->binary_op;
+    switch (e->kind) {
+      case NodeKind::kConst:
+      case NodeKind::kVar:
+        FUSEOPT_UNREACHABLE("interpreter: host value used as an element");
+        break;
+      case NodeKind::kLoad:
+        instr.kind = ElementInstr::Kind::kLoad;
+        instr.buffer = kernel_.buffer_index(e->name);
+        FUSEOPT_CHECK(instr.buffer >= 0, "interpreter: unknown buffer '" + e->name + "'");
+        break;
+      case NodeKind::kCast:
+        instr.kind = ElementInstr::Kind::kBroadcast;
+        instr.slot = host(e->operands[0], phase.host);
+        break;
+      case NodeKind::kUnary:
+        instr.kind = ElementInstr::Kind::kUnary;
+        instr.a = element(e->operands[0], phase, done);
+        break;
+      case NodeKind::kBinary:
+        instr.kind = ElementInstr::Kind::kBinary;
+        instr.a = element(e->operands[0], phase, done);
+        instr.b = element(e->operands[1], phase, done);
+        break;
+      case NodeKind::kSelect:
+        if (is_scalar(e->operands[0])) {
+          instr.kind = ElementInstr::Kind::kSelectScalar;
+          instr.slot = host(e->operands[0], phase.host);
+        } else {
+          instr.kind = ElementInstr::Kind::kSelect;
+          instr.a = element(e->operands[0], phase, done);
+        }
+        instr.b = element(e->operands[1], phase, done);
+        instr.c = element(e->operands[2], phase, done);
+        break;
+    }
+    int reg = static_cast<int>(phase.elements.size());
+    phase.elements.push_back(instr);
+    done.emplace(e.get(), reg);
+    return reg;
+  }
+
+ private:
+  const Kernel& kernel_;
+  std::vector<double>& slots_;
+  std::unordered_map<std::string, int> symbols_;
+  std::unordered_map<const ExprNode*, int> host_done_;
+  std::vector<Expr> keep_alive_;
+};
+
+void run_host(const std::vector<HostInstr>& code, std::vector<double>& slots) {
+  for (const HostInstr& instr : code) {
+    double result = 0;
+    switch (instr.kind) {
+      case NodeKind::kUnary:
+        result = eval_unary(instr.unary_op, slots[instr.a]);
+        break;
+      case NodeKind::kBinary:
+        result = eval_binary(instr.binary_op, slots[instr.a], slots[instr.b]);
+        break;
+      case NodeKind::kSelect:
+        result = slots[instr.a] != 0 ? slots[instr.b] : slots[instr.c];
+        break;
+      case NodeKind::kConst:
+      case NodeKind::kVar:
+      case NodeKind::kLoad:
+      case NodeKind::kCast:
+        FUSEOPT_UNREACHABLE("interpreter: bad host instruction");
+        break;
+    }
+    slots[instr.out] = result;
+  }
+}
+
+}  // namespace
+
+Interpreter::Interpreter(Kernel kernel) : kernel_(std::move(kernel)) {
+  verify(kernel_);
+  FUSEOPT_CHECK(kernel_.is_split, "the interpreter needs a kernel split into phases");
+  auto program = std::make_shared<Program>();
+  Compiler compiler(kernel_, program->initial_slots);
+  for (const HyperDecl& hyper : kernel_.hypers) compiler.bind(hyper.name, compiler.new_slot());
+  program->t_slot = compiler.new_slot();
+  compiler.bind("t", program->t_slot);
+  program->numel_slot = compiler.new_slot();
+  compiler.bind("numel", program->numel_slot);
+  program->first_scalar_slot = static_cast<int>(program->initial_slots.size());
+  for (const ScalarStateDecl& scalar : kernel_.scalars) {
+    compiler.bind(scalar.name, compiler.new_slot());
+  }
+  for (const Phase& phase : kernel_.phases) {
+    CompiledPhase& compiled = program->phases.emplace_back();
+    for (const ScalarDef& def : phase.prologue) {
+      compiler.bind(def.name, compiler.host(def.value, compiled.host));
+    }
+    std::unordered_map<const ExprNode*, int> done;
+    for (const Reduction& reduction : phase.reductions) {
+      int reg = compiler.element(reduction.body, compiled, done);
+      int slot = compiler.new_slot();
+      compiled.reductions.push_back({reduction.op, reg, slot});
+    }
+    for (const Store& store : phase.stores) {
+      compiled.stores.push_back(
+          {kernel_.buffer_index(store.target), compiler.element(store.value, compiled, done)});
+    }
+    // Results are bound after the phase's element code: only later phases may read them.
+    for (size_t i = 0; i < phase.reductions.size(); ++i) {
+      compiler.bind(phase.reductions[i].name, compiled.reductions[i].slot);
+    }
+  }
+  for (const Store& store : kernel_.scalar_stores) {
+    program->scalar_stores.emplace_back(kernel_.scalar_index(store.target),
+                                        compiler.host(store.value, program->after));
+  }
+  program_ = std::move(program);
+}
+
+void Interpreter::initialize(TensorArgs& tensor, std::span<const double> hypers,
+                             const std::vector<bool>& already_filled) const {
+  FUSEOPT_CHECK(tensor.buffers.size() == kernel_.buffers.size(),
+                "initialize: expected " + std::to_string(kernel_.buffers.size()) +
+                    " buffers, got " + std::to_string(tensor.buffers.size()));
+  FUSEOPT_CHECK(hypers.size() == kernel_.hypers.size(), "initialize: wrong number of hypers");
+  FUSEOPT_CHECK(tensor.numel >= 0, "initialize: negative numel");
+  size_t n = static_cast<size_t>(tensor.numel);
+  for (size_t i = 0; i < kernel_.buffers.size(); ++i) {
+    const BufferDecl& buffer = kernel_.buffers[i];
+    if (buffer.role != BufferRole::kState) continue;
+    if (i < already_filled.size() && already_filled[i]) continue;
+    float* data = tensor.buffers[i];
+    FUSEOPT_CHECK(data != nullptr || n == 0, "initialize: state '" + buffer.name + "' is null");
+    switch (buffer.init.kind) {
+      case StateInit::Kind::kNumber:
+        std::fill(data, data + n, static_cast<float>(buffer.init.number));
+        break;
+      case StateInit::Kind::kParam:
+        std::copy(tensor.buffers[0], tensor.buffers[0] + n, data);
+        break;
+      case StateInit::Kind::kGrad:
+        std::copy(tensor.buffers[1], tensor.buffers[1] + n, data);
+        break;
+      case StateInit::Kind::kHyper: {
+        int hyper = kernel_.hyper_index(buffer.init.hyper);
+        FUSEOPT_CHECK(hyper >= 0, "initialize: unknown hyper '" + buffer.init.hyper + "'");
+        std::fill(data, data + n, static_cast<float>(hypers[static_cast<size_t>(hyper)]));
+        break;
+      }
+    }
+  }
+  tensor.scalars.resize(kernel_.scalars.size());
+  for (size_t i = 0; i < kernel_.scalars.size(); ++i) tensor.scalars[i] = kernel_.scalars[i].init;
+}
+
+void Interpreter::step(std::span<TensorArgs> tensors, std::span<const double> hypers,
+                       int64_t t) const {
+  const Program& program = *program_;
+  FUSEOPT_CHECK(t >= 1, "step: t must be at least 1");
+  FUSEOPT_CHECK(hypers.size() == kernel_.hypers.size(),
+                "step: expected " + std::to_string(kernel_.hypers.size()) + " hypers, got " +
+                    std::to_string(hypers.size()));
+  size_t max_registers = 0;
+  size_t max_stores = 0;
+  for (const CompiledPhase& phase : program.phases) {
+    max_registers = std::max(max_registers, phase.elements.size());
+    max_stores = std::max(max_stores, phase.stores.size());
+  }
+  std::vector<float> registers(max_registers * kBlock);
+  std::vector<const float*> values(max_registers);
+  std::vector<float> staged(max_stores * kBlock);
+  std::vector<double> slots;
+  std::vector<double> accumulators;
+
+  for (TensorArgs& tensor : tensors) {
+    FUSEOPT_CHECK(tensor.buffers.size() == kernel_.buffers.size(), "step: wrong buffer count");
+    FUSEOPT_CHECK(tensor.scalars.size() == kernel_.scalars.size(),
+                  "step: wrong scalar-state count (was initialize() called?)");
+    FUSEOPT_CHECK(tensor.numel >= 0, "step: negative numel");
+    for (size_t i = 0; i < tensor.buffers.size(); ++i) {
+      FUSEOPT_CHECK(tensor.buffers[i] != nullptr || tensor.numel == 0,
+                    "step: buffer '" + kernel_.buffers[i].name + "' is null");
+    }
+    slots = program.initial_slots;
+    std::copy(hypers.begin(), hypers.end(), slots.begin());
+    slots[static_cast<size_t>(program.t_slot)] = static_cast<double>(t);
+    slots[static_cast<size_t>(program.numel_slot)] = static_cast<double>(tensor.numel);
+    std::copy(tensor.scalars.begin(), tensor.scalars.end(),
+              slots.begin() + program.first_scalar_slot);
+
+    for (const CompiledPhase& phase : program.phases) {
+      run_host(phase.host, slots);
+      const size_t count = phase.elements.size();
+      for (size_t i = 0; i < count; ++i) {
+        const ElementInstr& instr = phase.elements[i];
+        if (instr.kind != ElementInstr::Kind::kBroadcast) continue;
+        float* out = registers.data() + i * kBlock;
+        std::fill(out, out + kBlock, static_cast<float>(slots[static_cast<size_t>(instr.slot)]));
+        values[i] = out;
+      }
+      accumulators.assign(phase.reductions.size(), 0);
+      for (size_t r = 0; r < phase.reductions.size(); ++r) {
+        accumulators[r] = reduce_identity(phase.reductions[r].op);
+      }
+
+      for (int64_t start = 0; start < tensor.numel; start += kBlock) {
+        const int64_t n = std::min(kBlock, tensor.numel - start);
+        for (size_t i = 0; i < count; ++i) {
+          const ElementInstr& instr = phase.elements[i];
+          float* out = registers.data() + i * kBlock;
+          switch (instr.kind) {
+            case ElementInstr::Kind::kLoad:
+              values[i] = tensor.buffers[static_cast<size_t>(instr.buffer)] + start;
+              break;
+            case ElementInstr::Kind::kBroadcast:
+              break;
+            case ElementInstr::Kind::kUnary:
+              eval_unary_block(instr.unary_op, values[instr.a], out, n);
+              values[i] = out;
+              break;
+            case ElementInstr::Kind::kBinary:
+              eval_binary_block(instr.binary_op, values[instr.a], values[instr.b], out, n);
+              values[i] = out;
+              break;
+            case ElementInstr::Kind::kSelect: {
+              const float* mask = values[instr.a];
+              const float* a = values[instr.b];
+              const float* b = values[instr.c];
+              for (int64_t j = 0; j < n; ++j) out[j] = mask[j] != 0.0f ? a[j] : b[j];
+              values[i] = out;
+              break;
+            }
+            case ElementInstr::Kind::kSelectScalar:
+              values[i] = slots[static_cast<size_t>(instr.slot)] != 0 ? values[instr.b]
+                                                                      : values[instr.c];
+              break;
+          }
+        }
+        for (size_t r = 0; r < phase.reductions.size(); ++r) {
+          const ReductionSlot& reduction = phase.reductions[r];
+          const float* body = values[static_cast<size_t>(reduction.reg)];
+          double accumulated = accumulators[r];
+          for (int64_t j = 0; j < n; ++j) {
+            accumulated = reduce_combine(reduction.op, accumulated, static_cast<double>(body[j]));
+          }
+          accumulators[r] = accumulated;
+        }
+        // Every store of the block is computed before any is written: a value may still be
+        // a view of a buffer that another store overwrites.
+        for (size_t s = 0; s < phase.stores.size(); ++s) {
+          const float* value = values[static_cast<size_t>(phase.stores[s].reg)];
+          std::copy(value, value + n, staged.data() + s * kBlock);
+        }
+        for (size_t s = 0; s < phase.stores.size(); ++s) {
+          std::copy(staged.data() + s * kBlock, staged.data() + s * kBlock + n,
+                    tensor.buffers[static_cast<size_t>(phase.stores[s].buffer)] + start);
+        }
+      }
+      for (size_t r = 0; r < phase.reductions.size(); ++r) {
+        slots[static_cast<size_t>(phase.reductions[r].slot)] = accumulators[r];
+      }
+    }
+
+    // Every scalar store reads the values of the step's start, then all are assigned.
+    run_host(program.after, slots);
+    for (const auto& [scalar, slot] : program.scalar_stores) {
+      tensor.scalars[static_cast<size_t>(scalar)] = slots[static_cast<size_t>(slot)];
+    }
+  }
+}
+
+}  // namespace fuseopt::ir

@@ -1,0 +1,48 @@
+// Kernel helpers: the configuration name (part of every binary's name and cache key) and
+// lookups of declarations by name.
+#include "ir/kernel.h"
+
+namespace fuseopt::ir {
+
+const char* spelling(ReduceOp op) {
+  switch (op) {
+#define FUSEOPT_X(name, text) \
+  case ReduceOp::k##name:     \
+    return text;
+    FUSEOPT_IR_REDUCE_OPS(FUSEOPT_X)
+#undef FUSEOPT_X
+  }
+  return "?";
+}
+
+std::string Kernel::config_name() const {
+  std::string name = rule;
+  for (const OptionValue& option : options) {
+    name += "_" + option.name;
+    name += option.is_bool ? (option.value != 0 ? "1" : "0") : std::to_string(option.value);
+  }
+  return name;
+}
+
+const BufferDecl* Kernel::find_buffer(const std::string& name) const {
+  int index = buffer_index(name);
+  return index < 0 ? nullptr : &buffers[static_cast<size_t>(index)];
+}
+
+namespace {
+
+template <typename Decls>
+int index_by_name(const Decls& decls, const std::string& name) {
+  for (size_t i = 0; i < decls.size(); ++i) {
+    if (decls[i].name == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+}  // namespace
+
+int Kernel::buffer_index(const std::string& name) const { return index_by_name(buffers, name); }
+int Kernel::hyper_index(const std::string& name) const { return index_by_name(hypers, name); }
+int Kernel::scalar_index(const std::string& name) const { return index_by_name(scalars, name); }
+
+}  // namespace fuseopt::ir

@@ -1,0 +1,26 @@
+// Value types of the IR. Scalar values live on the host in float64; element values are
+// computed in float32 for every element, whatever the storage type of the buffers.
+#pragma once
+
+#include <cstdint>
+
+#include "ir/ops.def"
+
+namespace fuseopt::ir {
+
+enum class Type : uint8_t {
+  kF64,   ///< scalar number (host, float64)
+  kF32,   ///< element number (float32)
+  kBool,  ///< scalar boolean
+  kMask,  ///< element boolean
+};
+
+inline bool is_scalar(Type t) { return t == Type::kF64 || t == Type::kBool; }
+inline bool is_boolean(Type t) { return t == Type::kBool || t == Type::kMask; }
+const char* spelling(Type t);
+
+/// How a buffer is stored in memory. Only f32 exists until mixed precision arrives.
+enum class StorageType : uint8_t { kF32 };
+const char* spelling(StorageType t);
+
+}  // namespace fuseopt::ir

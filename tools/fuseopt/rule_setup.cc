@@ -1,0 +1,82 @@
+#include "tools/fuseopt/rule_setup.h"
+
+#include <algorithm>
+
+#include "support/edit_distance.h"
+#include "support/error.h"
+#include "tools/fuseopt/flag_values.h"
+
+namespace fuseopt::tools {
+
+frontend::Rule load_builtin_rule(const std::string& name) {
+  try {
+    return frontend::load_rule(name);
+  } catch (const UserError& e) {
+    throw InternalError("the built-in rule '" + name + "' does not check:\n" + e.what());
+  }
+}
+
+ir::Kernel compile_rule(const frontend::Rule& rule, const std::vector<ir::OptionValue>& options,
+                        const ir::PipelineOptions& pipeline) {
+  try {
+    return rule.compile(options, pipeline);
+  } catch (const UserError& e) {
+    std::string message = e.what();
+    if (!message.empty() && message.back() != '\n') message += '\n';
+    throw UserError(message + "rule '" + rule.name() + "' is invalid with " +
+                    describe_options(options));
+  }
+}
+
+std::string describe_options(const std::vector<ir::OptionValue>& options) {
+  if (options.empty()) return "no options";
+  std::string out;
+  for (const ir::OptionValue& option : options) {
+    if (!out.empty()) out += ' ';
+    out += option.name + "=";
+    out += option.is_bool ? (option.value ? "true" : "false") : std::to_string(option.value);
+  }
+  return out;
+}
+
+std::vector<double> resolve_hypers(const frontend::Rule& rule, const ir::Kernel& kernel,
+                                   const std::map<std::string, std::string>& overrides) {
+  std::vector<std::string> names;
+  for (const frontend::Rule::Hyper& hyper : rule.hypers()) names.push_back(hyper.name);
+  for (const auto& [name, text] : overrides) {
+    if (std::find(names.begin(), names.end(), name) != names.end()) continue;
+    std::string message = "rule '" + rule.name() + "' has no hyper '" + name + "'";
+    if (auto suggestion = support::closest_match(name, names)) {
+      message += "; did you mean '" + *suggestion + "'?";
+    } else if (names.empty()) {
+      message += " (it has no hypers)";
+    } else {
+      message += " (its hypers are " + join_names(names) + ")";
+    }
+    throw UserError(message);
+  }
+
+  std::vector<double> values;
+  for (const ir::HyperDecl& hyper : kernel.hypers) {
+    auto it = overrides.find(hyper.name);
+    values.push_back(it == overrides.end() ? hyper.default_value
+                                           : parse_number(it->second, "hyper '" + hyper.name + "'"));
+  }
+  // A hyper that these option values do not use is not in the kernel; its value is still
+  // checked, so a typo in it never passes silently.
+  for (const auto& [name, text] : overrides) {
+    if (kernel.hyper_index(name) < 0) parse_number(text, "hyper '" + name + "'");
+  }
+  return values;
+}
+
+std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (i > 0) out += i + 1 == names.size() ? " and " : ", ";
+    out += names[i];
+  }
+  return out;
+}
+
+}  // namespace fuseopt::tools
