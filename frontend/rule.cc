@@ -65,7 +65,8 @@ std::vector<ir::OptionValue> Rule::resolve_options(
     const std::map<std::string, std::string>& overrides) const {
   std::vector<ir::OptionValue> values;
   for (const Option& o : options_) values.push_back({o.name, o.default_value, o.is_bool});
-  for (const auto& [name, text] : overrides) {
+  for (const auto& [option_name, text] : overrides) {
+    const std::string& name = option_name;  // a structured binding cannot be captured in C++20
     auto it = std::find_if(values.begin(), values.end(), [&](const auto& v) { return v.name == name; });
     if (it == values.end()) {
       std::vector<std::string> names;

@@ -2,6 +2,10 @@
 // lookups of declarations by name.
 #include "ir/kernel.h"
 
+#include <set>
+
+#include "ir/rewrite.h"
+
 namespace fuseopt::ir {
 
 const char* spelling(ReduceOp op) {
@@ -44,5 +48,12 @@ int index_by_name(const Decls& decls, const std::string& name) {
 int Kernel::buffer_index(const std::string& name) const { return index_by_name(buffers, name); }
 int Kernel::hyper_index(const std::string& name) const { return index_by_name(hypers, name); }
 int Kernel::scalar_index(const std::string& name) const { return index_by_name(scalars, name); }
+
+std::vector<std::string> phase_scalar_inputs(const Phase& phase) {
+  std::set<std::string> names;
+  for (const Reduction& r : phase.reductions) collect_var_names(r.body, names);
+  for (const Store& s : phase.stores) collect_var_names(s.value, names);
+  return {names.begin(), names.end()};
+}
 
 }  // namespace fuseopt::ir

@@ -101,4 +101,9 @@ struct Kernel {
   int scalar_index(const std::string& name) const;
 };
 
+/// The scalar names a phase's element code reads (hypers, `t`, `numel`, scalar states,
+/// temporaries, reductions of earlier phases), sorted by name. Backends receive their values
+/// in this order, rounded to f32 (see runtime/kernel_abi.h).
+std::vector<std::string> phase_scalar_inputs(const Phase& phase);
+
 }  // namespace fuseopt::ir
