@@ -26,7 +26,9 @@ class Parser {
         advance();
         continue;
       }
-      if (!parse_top_level()) skip_line();
+      const size_t start = pos_;
+      if (!parse_top_level()) skip_line(/*inside_block=*/false);
+      if (pos_ == start) advance();  // always make progress, whatever the input
     }
     return std::move(module_);
   }
@@ -68,8 +70,9 @@ class Parser {
     return fail(what.empty() ? describe(kind) : what);
   }
 
-  // Error recovery: drop the rest of the current line (or statement), keeping braces balanced.
-  void skip_line() {
+  // Error recovery: drop the rest of the current line (or statement), keeping braces
+  // balanced. Inside a block, a '}' ends the skip and is left for the block to close.
+  void skip_line(bool inside_block = true) {
     paren_depth_ = 0;
     int braces = 0;
     while (!at(TokenKind::kEnd)) {
@@ -78,9 +81,9 @@ class Parser {
         advance();
         return;
       }
-      if (braces == 0 && kind == TokenKind::kRightBrace) return;  // the block's own end
+      if (braces == 0 && kind == TokenKind::kRightBrace && inside_block) return;
       if (kind == TokenKind::kLeftBrace) ++braces;
-      if (kind == TokenKind::kRightBrace) --braces;
+      if (kind == TokenKind::kRightBrace && braces > 0) --braces;
       advance();
     }
   }

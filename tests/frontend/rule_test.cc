@@ -147,6 +147,11 @@ TEST(Rule, BuiltinAndFileLookup) {
   }
 }
 
+// Found by the fuzzer: a '}' at the top level once stopped error recovery from advancing.
+TEST(Rule, StrayBraceAtTopLevelIsAnErrorNotAHang) {
+  EXPECT_THROW(rule_from_text("rule a \"b\"\nsteb \"open {\n  x = 1\n}\n}\n"), UserError);
+}
+
 TEST(Rule, DeepNestingIsAnErrorNotACrash) {
   std::string deep = "rule d \"deep\"\nstep {\n  param = ";
   for (int i = 0; i < 5000; ++i) deep += "(";
