@@ -56,9 +56,24 @@ struct StoreSlot {
 
 struct CompiledPhase {
   std::vector<HostInstr> host;  // the prologue, then host operands of the element code
+  size_t prologue_size = 0;     // host[0, prologue_size) is the prologue
   std::vector<ElementInstr> elements;
   std::vector<ReductionSlot> reductions;
   std::vector<StoreSlot> stores;
+  std::vector<int> input_slots;  // the slots of phase_scalar_inputs(), in that order
+};
+
+// Per-thread working memory of the element code: registers of one block per instruction.
+struct Scratch {
+  std::vector<float> registers;
+  std::vector<const float*> values;
+  std::vector<float> staged;
+
+  void reserve(size_t instructions, size_t stores) {
+    if (registers.size() < instructions * kBlock) registers.resize(instructions * kBlock);
+    if (values.size() < instructions) values.resize(instructions);
+    if (staged.size() < stores * kBlock) staged.resize(stores * kBlock);
+  }
 };
 
 }  // namespace
@@ -85,6 +100,12 @@ class Compiler {
   }
 
   void bind(const std::string& name, int slot) { symbols_[name] = slot; }
+
+  int slot_of(const std::string& name) const {
+    auto symbol = symbols_.find(name);
+    FUSEOPT_CHECK(symbol != symbols_.end(), "interpreter: unbound name '" + name + "'");
+    return symbol->second;
+  }
 
   // Host expressions share slots across the whole kernel: a node first compiled in an
   // earlier host segment has been computed by the time a later segment reads it.
@@ -208,6 +229,78 @@ void run_host(const std::vector<HostInstr>& code, std::vector<double>& slots) {
   }
 }
 
+// Runs a phase's element code over `count` elements of `buffers` (pointers at the first
+// element), accumulating each reduction into `accumulators` in element order.
+void run_elements(const CompiledPhase& phase, const std::vector<double>& slots, int64_t count,
+                  float* const* buffers, double* accumulators, Scratch& scratch) {
+  const size_t instructions = phase.elements.size();
+  scratch.reserve(instructions, phase.stores.size());
+  float* registers = scratch.registers.data();
+  const float** values = scratch.values.data();
+  float* staged = scratch.staged.data();
+  for (size_t i = 0; i < instructions; ++i) {
+    const ElementInstr& instr = phase.elements[i];
+    if (instr.kind != ElementInstr::Kind::kBroadcast) continue;
+    float* out = registers + i * kBlock;
+    std::fill(out, out + kBlock, static_cast<float>(slots[static_cast<size_t>(instr.slot)]));
+    values[i] = out;
+  }
+
+  for (int64_t start = 0; start < count; start += kBlock) {
+    const int64_t n = std::min(kBlock, count - start);
+    for (size_t i = 0; i < instructions; ++i) {
+      const ElementInstr& instr = phase.elements[i];
+      float* out = registers + i * kBlock;
+      switch (instr.kind) {
+        case ElementInstr::Kind::kLoad:
+          values[i] = buffers[static_cast<size_t>(instr.buffer)] + start;
+          break;
+        case ElementInstr::Kind::kBroadcast:
+          break;
+        case ElementInstr::Kind::kUnary:
+          eval_unary_block(instr.unary_op, values[instr.a], out, n);
+          values[i] = out;
+          break;
+        case ElementInstr::Kind::kBinary:
+          eval_binary_block(instr.binary_op, values[instr.a], values[instr.b], out, n);
+          values[i] = out;
+          break;
+        case ElementInstr::Kind::kSelect: {
+          const float* mask = values[instr.a];
+          const float* a = values[instr.b];
+          const float* b = values[instr.c];
+          for (int64_t j = 0; j < n; ++j) out[j] = mask[j] != 0.0f ? a[j] : b[j];
+          values[i] = out;
+          break;
+        }
+        case ElementInstr::Kind::kSelectScalar:
+          values[i] = slots[static_cast<size_t>(instr.slot)] != 0 ? values[instr.b]
+                                                                  : values[instr.c];
+          break;
+      }
+    }
+    for (size_t r = 0; r < phase.reductions.size(); ++r) {
+      const ReductionSlot& reduction = phase.reductions[r];
+      const float* body = values[static_cast<size_t>(reduction.reg)];
+      double accumulated = accumulators[r];
+      for (int64_t j = 0; j < n; ++j) {
+        accumulated = reduce_combine(reduction.op, accumulated, static_cast<double>(body[j]));
+      }
+      accumulators[r] = accumulated;
+    }
+    // Every store of the block is computed before any is written: a value may still be
+    // a view of a buffer that another store overwrites.
+    for (size_t s = 0; s < phase.stores.size(); ++s) {
+      const float* value = values[static_cast<size_t>(phase.stores[s].reg)];
+      std::copy(value, value + n, staged + s * kBlock);
+    }
+    for (size_t s = 0; s < phase.stores.size(); ++s) {
+      std::copy(staged + s * kBlock, staged + s * kBlock + n,
+                buffers[static_cast<size_t>(phase.stores[s].buffer)] + start);
+    }
+  }
+}
+
 }  // namespace
 
 Interpreter::Interpreter(Kernel kernel) : kernel_(std::move(kernel)) {
@@ -228,6 +321,10 @@ Interpreter::Interpreter(Kernel kernel) : kernel_(std::move(kernel)) {
     CompiledPhase& compiled = program->phases.emplace_back();
     for (const ScalarDef& def : phase.prologue) {
       compiler.bind(def.name, compiler.host(def.value, compiled.host));
+    }
+    compiled.prologue_size = compiled.host.size();
+    for (const std::string& name : phase_scalar_inputs(phase)) {
+      compiled.input_slots.push_back(compiler.slot_of(name));
     }
     std::unordered_map<const ExprNode*, int> done;
     for (const Reduction& reduction : phase.reductions) {
@@ -294,15 +391,7 @@ void Interpreter::step(std::span<TensorArgs> tensors, std::span<const double> hy
   FUSEOPT_CHECK(hypers.size() == kernel_.hypers.size(),
                 "step: expected " + std::to_string(kernel_.hypers.size()) + " hypers, got " +
                     std::to_string(hypers.size()));
-  size_t max_registers = 0;
-  size_t max_stores = 0;
-  for (const CompiledPhase& phase : program.phases) {
-    max_registers = std::max(max_registers, phase.elements.size());
-    max_stores = std::max(max_stores, phase.stores.size());
-  }
-  std::vector<float> registers(max_registers * kBlock);
-  std::vector<const float*> values(max_registers);
-  std::vector<float> staged(max_stores * kBlock);
+  Scratch scratch;
   std::vector<double> slots;
   std::vector<double> accumulators;
 
@@ -324,72 +413,12 @@ void Interpreter::step(std::span<TensorArgs> tensors, std::span<const double> hy
 
     for (const CompiledPhase& phase : program.phases) {
       run_host(phase.host, slots);
-      const size_t count = phase.elements.size();
-      for (size_t i = 0; i < count; ++i) {
-        const ElementInstr& instr = phase.elements[i];
-        if (instr.kind != ElementInstr::Kind::kBroadcast) continue;
-        float* out = registers.data() + i * kBlock;
-        std::fill(out, out + kBlock, static_cast<float>(slots[static_cast<size_t>(instr.slot)]));
-        values[i] = out;
-      }
-      accumulators.assign(phase.reductions.size(), 0);
+      accumulators.resize(phase.reductions.size());
       for (size_t r = 0; r < phase.reductions.size(); ++r) {
         accumulators[r] = reduce_identity(phase.reductions[r].op);
       }
-
-      for (int64_t start = 0; start < tensor.numel; start += kBlock) {
-        const int64_t n = std::min(kBlock, tensor.numel - start);
-        for (size_t i = 0; i < count; ++i) {
-          const ElementInstr& instr = phase.elements[i];
-          float* out = registers.data() + i * kBlock;
-          switch (instr.kind) {
-            case ElementInstr::Kind::kLoad:
-              values[i] = tensor.buffers[static_cast<size_t>(instr.buffer)] + start;
-              break;
-            case ElementInstr::Kind::kBroadcast:
-              break;
-            case ElementInstr::Kind::kUnary:
-              eval_unary_block(instr.unary_op, values[instr.a], out, n);
-              values[i] = out;
-              break;
-            case ElementInstr::Kind::kBinary:
-              eval_binary_block(instr.binary_op, values[instr.a], values[instr.b], out, n);
-              values[i] = out;
-              break;
-            case ElementInstr::Kind::kSelect: {
-              const float* mask = values[instr.a];
-              const float* a = values[instr.b];
-              const float* b = values[instr.c];
-              for (int64_t j = 0; j < n; ++j) out[j] = mask[j] != 0.0f ? a[j] : b[j];
-              values[i] = out;
-              break;
-            }
-            case ElementInstr::Kind::kSelectScalar:
-              values[i] = slots[static_cast<size_t>(instr.slot)] != 0 ? values[instr.b]
-                                                                      : values[instr.c];
-              break;
-          }
-        }
-        for (size_t r = 0; r < phase.reductions.size(); ++r) {
-          const ReductionSlot& reduction = phase.reductions[r];
-          const float* body = values[static_cast<size_t>(reduction.reg)];
-          double accumulated = accumulators[r];
-          for (int64_t j = 0; j < n; ++j) {
-            accumulated = reduce_combine(reduction.op, accumulated, static_cast<double>(body[j]));
-          }
-          accumulators[r] = accumulated;
-        }
-        // Every store of the block is computed before any is written: a value may still be
-        // a view of a buffer that another store overwrites.
-        for (size_t s = 0; s < phase.stores.size(); ++s) {
-          const float* value = values[static_cast<size_t>(phase.stores[s].reg)];
-          std::copy(value, value + n, staged.data() + s * kBlock);
-        }
-        for (size_t s = 0; s < phase.stores.size(); ++s) {
-          std::copy(staged.data() + s * kBlock, staged.data() + s * kBlock + n,
-                    tensor.buffers[static_cast<size_t>(phase.stores[s].buffer)] + start);
-        }
-      }
+      run_elements(phase, slots, tensor.numel, tensor.buffers.data(), accumulators.data(),
+                   scratch);
       for (size_t r = 0; r < phase.reductions.size(); ++r) {
         slots[static_cast<size_t>(phase.reductions[r].slot)] = accumulators[r];
       }
@@ -401,6 +430,131 @@ void Interpreter::step(std::span<TensorArgs> tensors, std::span<const double> hy
       tensor.scalars[static_cast<size_t>(scalar)] = slots[static_cast<size_t>(slot)];
     }
   }
+}
+
+void Interpreter::run_phase_chunk(size_t phase, int64_t count, float* const* buffers,
+                                  std::span<const double> scalar_inputs,
+                                  double* partials) const {
+  const Program& program = *program_;
+  FUSEOPT_CHECK(phase < program.phases.size(), "run_phase_chunk: no phase " +
+                                                   std::to_string(phase));
+  const CompiledPhase& compiled = program.phases[phase];
+  FUSEOPT_CHECK(compiled.host.size() == compiled.prologue_size,
+                "run_phase_chunk: the element code of phase " + std::to_string(phase) +
+                    " computes host values; it must read only names and constants "
+                    "(run ir::optimize)");
+  FUSEOPT_CHECK(scalar_inputs.size() == compiled.input_slots.size(),
+                "run_phase_chunk: expected " + std::to_string(compiled.input_slots.size()) +
+                    " scalar inputs, got " + std::to_string(scalar_inputs.size()));
+  FUSEOPT_CHECK(count >= 0, "run_phase_chunk: negative count");
+  FUSEOPT_CHECK(partials != nullptr || compiled.reductions.empty(),
+                "run_phase_chunk: partials is null");
+  thread_local Scratch scratch;
+  thread_local std::vector<double> slots;
+  slots = program.initial_slots;
+  for (size_t i = 0; i < scalar_inputs.size(); ++i) {
+    slots[static_cast<size_t>(compiled.input_slots[i])] = scalar_inputs[i];
+  }
+  for (size_t r = 0; r < compiled.reductions.size(); ++r) {
+    partials[r] = reduce_identity(compiled.reductions[r].op);
+  }
+  run_elements(compiled, slots, count, buffers, partials, scratch);
+}
+
+Interpreter::HostStep::HostStep(const Interpreter& interpreter)
+    : program_(interpreter.program_) {}
+
+void Interpreter::HostStep::start(std::span<const double> hypers, int64_t t, int64_t numel,
+                                  std::span<const double> scalars) {
+  const Program& program = *program_;
+  FUSEOPT_CHECK(static_cast<int>(hypers.size()) == program.t_slot,
+                "HostStep: wrong number of hypers");
+  FUSEOPT_CHECK(program.first_scalar_slot + scalars.size() <= program.initial_slots.size(),
+                "HostStep: wrong number of scalar states");
+  slots_ = program.initial_slots;
+  std::copy(hypers.begin(), hypers.end(), slots_.begin());
+  slots_[static_cast<size_t>(program.t_slot)] = static_cast<double>(t);
+  slots_[static_cast<size_t>(program.numel_slot)] = static_cast<double>(numel);
+  std::copy(scalars.begin(), scalars.end(), slots_.begin() + program.first_scalar_slot);
+}
+
+void Interpreter::HostStep::run_prologue(size_t phase) {
+  FUSEOPT_CHECK(phase < program_->phases.size(), "HostStep: no such phase");
+  FUSEOPT_CHECK(!slots_.empty(), "HostStep: start() was not called");
+  run_host(program_->phases[phase].host, slots_);
+}
+
+void Interpreter::HostStep::scalar_inputs(size_t phase, std::span<double> out) const {
+  FUSEOPT_CHECK(phase < program_->phases.size(), "HostStep: no such phase");
+  const std::vector<int>& inputs = program_->phases[phase].input_slots;
+  FUSEOPT_CHECK(out.size() == inputs.size(), "HostStep: wrong number of scalar inputs");
+  for (size_t i = 0; i < inputs.size(); ++i) out[i] = slots_[static_cast<size_t>(inputs[i])];
+}
+
+void Interpreter::HostStep::set_reductions(size_t phase, std::span<const double> results) {
+  FUSEOPT_CHECK(phase < program_->phases.size(), "HostStep: no such phase");
+  const std::vector<ReductionSlot>& reductions = program_->phases[phase].reductions;
+  FUSEOPT_CHECK(results.size() == reductions.size(), "HostStep: wrong number of reductions");
+  for (size_t r = 0; r < reductions.size(); ++r) {
+    slots_[static_cast<size_t>(reductions[r].slot)] = results[r];
+  }
+}
+
+void Interpreter::HostStep::finish(std::span<double> scalars) {
+  const Program& program = *program_;
+  run_host(program.after, slots_);
+  for (const auto& [scalar, slot] : program.scalar_stores) {
+    FUSEOPT_CHECK(static_cast<size_t>(scalar) < scalars.size(),
+                  "HostStep: wrong number of scalar states");
+    scalars[static_cast<size_t>(scalar)] = slots_[static_cast<size_t>(slot)];
+  }
+}
+
+double evaluate_host(const Expr& e, const std::function<double(const std::string&)>& lookup) {
+  FUSEOPT_CHECK(e != nullptr && is_scalar(e), "evaluate_host: not a host expression");
+  // Post-order with an explicit stack: a node is pushed again after its operands, and its
+  // value is computed once all of them are known.
+  std::unordered_map<const ExprNode*, double> values;
+  std::vector<std::pair<const ExprNode*, bool>> stack;  // (node, operands pushed)
+  stack.emplace_back(e.get(), false);
+  while (!stack.empty()) {
+    const ExprNode* node = stack.back().first;
+    const bool expanded = stack.back().second;
+    stack.pop_back();
+    if (values.count(node) != 0) continue;
+    if (!expanded) {
+      stack.emplace_back(node, true);
+      for (const Expr& operand : node->operands) {
+        if (values.count(operand.get()) == 0) stack.emplace_back(operand.get(), false);
+      }
+      continue;
+    }
+    auto operand = [&](size_t i) { return values.at(node->operands[i].get()); };
+    double result = 0;
+    switch (node->kind) {
+      case NodeKind::kConst:
+        result = node->value;
+        break;
+      case NodeKind::kVar:
+        result = lookup(node->name);
+        break;
+      case NodeKind::kLoad:
+      case NodeKind::kCast:
+        FUSEOPT_UNREACHABLE("evaluate_host: element node in a host expression");
+        break;
+      case NodeKind::kUnary:
+        result = eval_unary(node->unary_op, operand(0));
+        break;
+      case NodeKind::kBinary:
+        result = eval_binary(node->binary_op, operand(0), operand(1));
+        break;
+      case NodeKind::kSelect:
+        result = operand(0) != 0 ? operand(1) : operand(2);
+        break;
+    }
+    values.emplace(node, result);
+  }
+  return values.at(e.get());
 }
 
 }  // namespace fuseopt::ir

@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "ir/kernel.h"
@@ -23,6 +25,8 @@ struct TensorArgs {
 };
 
 class Interpreter {
+  struct Program;  ///< the kernel compiled to instruction lists, built once
+
  public:
   /// `kernel` must be verified and split into phases; it is copied.
   explicit Interpreter(Kernel kernel);
@@ -37,10 +41,50 @@ class Interpreter {
   /// Runs step `t` (1 on the first step) over every tensor. `hypers` follows Kernel::hypers.
   void step(std::span<TensorArgs> tensors, std::span<const double> hypers, int64_t t) const;
 
+  // ---- Pieces of a step, for runtimes that cut tensors into chunks -------------------------
+
+  /// Runs the element code of phase `phase` over `count` elements: `buffers` holds one
+  /// pointer per Kernel::buffers entry at the chunk's first element, `scalar_inputs` the
+  /// values of phase_scalar_inputs(phase) in that order, and `partials` receives one value
+  /// per reduction, accumulated in f64 in element order from the reduction's identity.
+  /// Stores are written after all values of a block are computed, so in-place use is safe.
+  /// The kernel's element code must read only scalar names and constants (as ir::optimize
+  /// leaves it). Safe to call from several threads at once.
+  void run_phase_chunk(size_t phase, int64_t count, float* const* buffers,
+                       std::span<const double> scalar_inputs, double* partials) const;
+
+  /// The host side of one tensor's step, computed exactly as step() does: start(), then per
+  /// phase run_prologue(), scalar_inputs() and set_reductions(), then finish(). Reusable
+  /// across steps and tensors (start() resets it); not shared between threads.
+  class HostStep {
+   public:
+    explicit HostStep(const Interpreter& interpreter);
+
+    /// Binds the hypers (Kernel::hypers order), `t`, `numel` and the scalar states' values.
+    void start(std::span<const double> hypers, int64_t t, int64_t numel,
+               std::span<const double> scalars);
+    /// Evaluates phase `phase`'s prologue (every earlier phase's reductions must be set).
+    void run_prologue(size_t phase);
+    /// The f64 values of phase_scalar_inputs(phase), in that order.
+    void scalar_inputs(size_t phase, std::span<double> out) const;
+    /// Sets the results of phase `phase`'s reductions, in Kernel order.
+    void set_reductions(size_t phase, std::span<const double> results);
+    /// Evaluates the scalar stores (all from the step's starting values) into `scalars`.
+    void finish(std::span<double> scalars);
+
+   private:
+    std::shared_ptr<const Program> program_;
+    std::vector<double> slots_;
+  };
+
  private:
-  struct Program;  ///< the kernel compiled to instruction lists, built once
   Kernel kernel_;
   std::shared_ptr<const Program> program_;
 };
+
+/// Evaluates a host expression (f64 or bool, bools as 0 or 1) with eval.h's arithmetic;
+/// `lookup` gives each Var's value. Each node is evaluated once per call, however often the
+/// DAG shares it, and deep expressions do not recurse on the stack.
+double evaluate_host(const Expr& e, const std::function<double(const std::string&)>& lookup);
 
 }  // namespace fuseopt::ir

@@ -18,7 +18,9 @@ ALLOWED = {
     "codegen/cuda": {"support", "ir"},
     "runtime": {"support", "ir"},
     "runtime/cuda": {"support", "ir", "runtime"},
-    "api": {"support", "ir", "rules", "frontend", "codegen/halide", "codegen/cuda", "runtime", "runtime/cuda"},
+    "autotune": {"support", "ir", "codegen/halide", "codegen/cuda", "runtime", "runtime/cuda"},
+    "api": {"support", "ir", "rules", "frontend", "codegen/halide", "codegen/cuda", "runtime",
+            "runtime/cuda", "autotune"},
 }
 LAYERS = sorted(ALLOWED, key=len, reverse=True)  # longest first: runtime/cuda before runtime
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)

@@ -40,11 +40,9 @@ constexpr Subcommand kSubcommands[] = {
     {"run", "run steps of a rule on one tensor given as .npy files", run_spec, run_run, true},
     {"demo", "check every built-in rule, print AdaMomentum's IR and run it", demo_spec,
      run_demo, true},
-    {"bench", "time steps and compare with the memory bandwidth", bench_spec, run_not_built,
-     false},
-    {"tune", "autotune kernels and record the winners in the cache", tune_spec, run_not_built,
-     false},
-    {"cache", "inspect and manage the cache database", cache_spec, run_not_built, false},
+    {"bench", "time steps and compare with the memory bandwidth", bench_spec, run_bench, true},
+    {"tune", "autotune kernels and record the winners in the cache", tune_spec, run_tune, true},
+    {"cache", "inspect and manage the cache database", cache_spec, run_cache, true},
     {"pack", "build, list and check kernel packs", pack_spec, run_not_built, false},
 };
 

@@ -1,13 +1,15 @@
 // `fuseopt run RULE --param P.npy --grad G.npy --out DIR ...`: runs N steps of a rule on one
-// tensor and writes the parameter, every state and the scalars into DIR (CLI.md). Only the
-// reference interpreter exists so far; the cpu and cuda backends are not built yet.
+// tensor and writes the parameter, every state and the scalars into DIR (CLI.md), on the
+// reference interpreter or on a compiled backend through fuseopt::Optimizer.
 #include <algorithm>
 #include <iostream>
 #include <map>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "api/fuseopt.h"
 #include "frontend/rule.h"
 #include "ir/kernel.h"
 #include "support/edit_distance.h"
@@ -25,25 +27,29 @@ namespace {
 
 constexpr int64_t kMaxSteps = INT64_MAX;
 
-// The backend that runs the steps. `auto` means the best one this build has, which is the
-// interpreter until the cpu and cuda backends exist.
-enum class Backend { kInterp };
+// The backend that runs the steps. `auto` means the fastest this machine has: cpu (the
+// cuda backend is not built yet).
+enum class Backend { kInterp, kCpu };
 
 Backend choose_backend(const std::string& name, bool verbose) {
   if (name == "interp") return Backend::kInterp;
+  if (name == "cpu") return Backend::kCpu;
   if (name == "auto") {
-    if (verbose) {
-      std::cerr << "fuseopt: --backend auto: running on the reference interpreter (the cpu and "
-                   "cuda backends are not built yet)\n";
-    }
-    return Backend::kInterp;
+    if (verbose) std::cerr << "fuseopt: --backend auto: running on the cpu backend\n";
+    return Backend::kCpu;
   }
-  if (name == "cpu" || name == "cuda") {
-    throw EnvironmentError("backend '" + name + "' is not built yet; use --backend interp or "
-                           "auto (the reference interpreter)");
+  if (name == "cuda") {
+    throw EnvironmentError("backend 'cuda' is not built yet; use --backend cpu, interp or auto");
   }
   throw UserError("--backend must be interp, cpu, cuda or auto, not '" + name + "'");
 }
+
+// What a run leaves behind, whichever backend ran it.
+struct RunResult {
+  std::vector<std::vector<float>> buffers;  // per Kernel::buffers entry (grad left empty)
+  std::vector<double> scalars;              // per Kernel::scalars entry
+  int64_t steps_done = 0;
+};
 
 // The gradient of every step: G has P's shape (the same every step) or one more leading
 // axis of length `steps` (row k is step k+1's gradient).
@@ -115,11 +121,11 @@ std::map<std::string, support::NpyArray> load_states(const frontend::Rule& rule,
   return states;
 }
 
-std::string scalars_json(const ir::Kernel& kernel, const TensorStepper& stepper) {
+std::string scalars_json(const ir::Kernel& kernel, const RunResult& result) {
   support::JsonWriter w(2);
-  w.begin_object().key("t").value(stepper.steps_done());
+  w.begin_object().key("t").value(result.steps_done);
   for (size_t i = 0; i < kernel.scalars.size(); ++i) {
-    w.key(kernel.scalars[i].name).value(stepper.scalars()[i]);
+    w.key(kernel.scalars[i].name).value(result.scalars[i]);
   }
   w.end_object();
   return w.str() + "\n";
@@ -142,9 +148,9 @@ CommandSpec run_spec() {
           "(float32, the parameter's shape) and DIR/scalars.json (every scalar state and\n"
           "\"t\"), creating DIR if needed; the files appear only once all are written.\n"
           "\n"
-          "Backends: interp is the reference interpreter; auto (the default) picks the best\n"
-          "one built, which is the interpreter for now: cpu and cuda are not built yet and\n"
-          "exit with code 4.\n",
+          "Backends: interp is the reference interpreter; cpu runs fused kernels compiled\n"
+          "through Halide on --threads threads (default: every core); auto (the default)\n"
+          "picks cpu. The cuda backend is not built yet: it exits with code 4.\n",
       .positional_name = "RULE",
       .min_positionals = 1,
       .max_positionals = 1,
@@ -160,7 +166,7 @@ CommandSpec run_spec() {
               {"--state", FlagKind::kRepeated, "NAME=S.npy",
                "a starting state, float32 in the parameter's shape (repeatable)"},
               {"--backend", FlagKind::kValue, "B", "interp, cpu, cuda or auto (default auto)"},
-              {"--threads", FlagKind::kValue, "T", "CPU threads (the interpreter uses one)"},
+              {"--threads", FlagKind::kValue, "T", "CPU threads for the cpu backend (default: all)"},
               {"--verbose", FlagKind::kSwitch, "", "say on stderr what runs where"},
           },
   };
@@ -169,14 +175,16 @@ CommandSpec run_spec() {
 int run_run(const Args& args) {
   const bool verbose = args.has("--verbose");
   const int64_t steps = parse_integer(args.value_or("--steps", "1"), "--steps", 1, kMaxSteps);
-  if (auto threads = args.value("--threads")) {
-    parse_integer(*threads, "--threads", 1, 4096);
-    if (verbose) std::cerr << "fuseopt: --threads: the interpreter runs on one thread\n";
+  int threads = 0;
+  if (auto value = args.value("--threads")) {
+    threads = static_cast<int>(parse_integer(*value, "--threads", 1, 4096));
   }
-  choose_backend(args.value_or("--backend", "auto"), verbose);
+  Backend backend = choose_backend(args.value_or("--backend", "auto"), verbose);
 
-  const frontend::Rule rule = frontend::load_rule(args.positionals()[0]);
-  const auto options = rule.resolve_options(parse_assignments(args.values("--option"), "--option"));
+  const std::string rule_name = args.positionals()[0];
+  const frontend::Rule rule = frontend::load_rule(rule_name);
+  const auto option_flags = parse_assignments(args.values("--option"), "--option");
+  const auto options = rule.resolve_options(option_flags);
   ir::Kernel kernel = compile_rule(rule, options);
   const std::vector<double> hypers =
       resolve_hypers(rule, kernel, parse_assignments(args.values("--set"), "--set"));
@@ -190,24 +198,64 @@ int run_run(const Args& args) {
   // Created only once every input is known to be good.
   OutputDirectory out(*args.value("--out"));
 
+  const int64_t numel = static_cast<int64_t>(param.data.size());
+  // An empty tensor has nothing to compute: the interpreter handles it without a kernel.
+  if (numel == 0) backend = Backend::kInterp;
   if (verbose) {
     std::cerr << "fuseopt: running " << kernel.config_name() << " (" << describe_options(options)
               << ") for " << steps << " step" << (steps == 1 ? "" : "s") << " on "
-              << support::shape_to_string(param.shape) << " with the interpreter\n";
+              << support::shape_to_string(param.shape) << " with the "
+              << (backend == Backend::kCpu ? "cpu backend" : "interpreter") << "\n";
   }
-  const int64_t numel = static_cast<int64_t>(param.data.size());
-  TensorStepper stepper(kernel, param.data);
-  for (const auto& [name, array] : states) stepper.set_state(name, array.data);
-  for (int64_t step = 0; step < steps; ++step) {
-    stepper.step(gradient_of_step(grad, numel, per_step, step), hypers);
+
+  RunResult result;
+  result.buffers.resize(kernel.buffers.size());
+  if (backend == Backend::kInterp) {
+    TensorStepper stepper(kernel, param.data);
+    for (const auto& [name, array] : states) stepper.set_state(name, array.data);
+    for (int64_t step = 0; step < steps; ++step) {
+      stepper.step(gradient_of_step(grad, numel, per_step, step), hypers);
+    }
+    for (size_t i = 0; i < kernel.buffers.size(); ++i) {
+      const auto values = stepper.buffer(i);
+      result.buffers[i].assign(values.begin(), values.end());
+    }
+    result.scalars = stepper.scalars();
+    result.steps_done = stepper.steps_done();
+  } else {
+    CompileOptions compile;
+    compile.backend = fuseopt::Backend::kCpu;
+    compile.options = option_flags;
+    Optimizer optimizer(fuseopt::compile_rule(rule_name, compile), {}, threads);
+    for (size_t h = 0; h < kernel.hypers.size(); ++h) optimizer.set_hyper(kernel.hypers[h].name, hypers[h]);
+    optimizer.add_tensor(numel);
+    std::copy(param.data.begin(), param.data.end(), optimizer.param(0).begin());
+    for (const auto& [name, array] : states) optimizer.set_state(0, name, array.data);
+    for (int64_t step = 0; step < steps; ++step) {
+      const auto g = gradient_of_step(grad, numel, per_step, step);
+      std::copy(g.begin(), g.end(), optimizer.grad(0).begin());
+      optimizer.step();
+    }
+    for (size_t i = 0; i < kernel.buffers.size(); ++i) {
+      const ir::BufferDecl& buffer = kernel.buffers[i];
+      if (buffer.role == ir::BufferRole::kGrad) continue;
+      const auto values = buffer.role == ir::BufferRole::kParam
+                              ? std::span<const float>(optimizer.param(0))
+                              : std::as_const(optimizer).state(0, buffer.name);
+      result.buffers[i].assign(values.begin(), values.end());
+    }
+    for (const ir::ScalarStateDecl& scalar : kernel.scalars) {
+      result.scalars.push_back(optimizer.scalar(0, scalar.name));
+    }
+    result.steps_done = optimizer.step_count(0);
   }
 
   for (size_t i = 0; i < kernel.buffers.size(); ++i) {
     const ir::BufferDecl& buffer = kernel.buffers[i];
     if (buffer.role == ir::BufferRole::kGrad) continue;
-    out.add_npy(buffer.name + ".npy", param.shape, stepper.buffer(i));
+    out.add_npy(buffer.name + ".npy", param.shape, result.buffers[i]);
   }
-  out.add_text("scalars.json", scalars_json(kernel, stepper));
+  out.add_text("scalars.json", scalars_json(kernel, result));
   out.commit();
   if (verbose) std::cerr << "fuseopt: wrote " << out.path() << "\n";
   return 0;

@@ -33,10 +33,17 @@ int run_run(const Args& args);
 CommandSpec demo_spec();
 int run_demo(const Args& args);
 
-// The subcommands of the contract whose backends do not exist yet (planned_commands.cc).
 CommandSpec bench_spec();
+int run_bench(const Args& args);
+
 CommandSpec tune_spec();
+int run_tune(const Args& args);
+
 CommandSpec cache_spec();
+int run_cache(const Args& args);
+
+// The subcommands of the contract whose backends do not exist yet (planned_commands.cc).
+
 CommandSpec pack_spec();
 /// Throws EnvironmentError saying that `args.command()` is not built yet.
 int run_not_built(const Args& args);

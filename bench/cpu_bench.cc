@@ -1,0 +1,320 @@
+// fuseopt's CPU backend against the baselines of bench/baselines.h, all in this process and
+// at 2 threads: the streaming triad (the bandwidth limit), the hand-fused Adam loop, fuseopt's
+// Adam on one big tensor and on many small ones, the interpreter for reference, and the JIT
+// compile time of every built-in rule. Figures are printed, never asserted.
+//
+//   fuseopt_cpu_bench                                 # everything (about a minute)
+//   fuseopt_cpu_bench --benchmark_filter=Adam         # one family
+//   fuseopt_cpu_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+//
+// Counters: GB/s and ns/elem in the bytes convention of bench/baselines.h (28 bytes per
+// element for Adam); bw_frac divides by the triad's rate measured in this process; vs_hand
+// divides the hand-fused loop's time per element by this benchmark's (1 = as fast).
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include "api/fuseopt.h"
+#include "bench/baselines.h"
+#include "bench/kernel_traffic.h"
+#include "codegen/halide/cpu_codegen.h"
+#include "frontend/rule.h"
+#include "rules/builtin_rules.h"
+
+namespace fuseopt::bench {
+namespace {
+
+constexpr int kThreads = 2;
+constexpr int64_t kBig = int64_t{1} << 25;
+constexpr int64_t kTriadElements = int64_t{1} << 25;
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// ---- Figures shared between benchmarks -------------------------------------------------------
+// Set by the triad and hand-loop benchmarks when they run; measured on demand otherwise
+// (e.g. under --benchmark_filter), so every ratio has a denominator from this process.
+
+std::optional<double> g_triad_gb_per_s;
+std::optional<double> g_hand_ns_per_element;  // hand-fused Adam, one tensor of 2^25
+
+double triad_gb_per_s() {
+  if (!g_triad_gb_per_s) g_triad_gb_per_s = measure_triad(kThreads, kTriadElements).gb_per_s;
+  return *g_triad_gb_per_s;
+}
+
+// Memory for the hand-fused loop: K tensors of N elements, four arrays each.
+class HandAdamData {
+ public:
+  HandAdamData(int64_t tensors, int64_t numel) : numel_(numel) {
+    storage_.resize(static_cast<size_t>(tensors));
+    for (int64_t k = 0; k < tensors; ++k) {
+      std::vector<float>& s = storage_[static_cast<size_t>(k)];
+      s.resize(static_cast<size_t>(4 * numel));
+      // One tensor: fill on every thread (first touch); many: one tensor is small.
+      const int fill_threads = tensors == 1 ? kThreads : 1;
+      fill_deterministic(s.data(), numel, static_cast<uint32_t>(2 * k), -1.0f, 1.0f,
+                         fill_threads);
+      fill_deterministic(s.data() + numel, numel, static_cast<uint32_t>(2 * k + 1), -1e-2f,
+                         1e-2f, fill_threads);
+      tensors_.push_back({s.data(), s.data() + numel, s.data() + 2 * numel,
+                          s.data() + 3 * numel, numel});
+    }
+  }
+  void step() {
+    ++t_;
+    if (tensors_.size() == 1) {
+      hand_adam_step(tensors_[0], t_, AdamHypers{}, kThreads);
+    } else {
+      hand_adam_step_many(tensors_, t_, AdamHypers{}, kThreads);
+    }
+  }
+  int64_t elements() const { return numel_ * static_cast<int64_t>(tensors_.size()); }
+
+ private:
+  int64_t numel_;
+  int64_t t_ = 0;
+  std::vector<std::vector<float>> storage_;
+  std::vector<AdamTensor> tensors_;
+};
+
+// The median step time of the hand loop over one 2^25 tensor.
+double hand_ns_per_element() {
+  if (!g_hand_ns_per_element) {
+    HandAdamData data(1, kBig);
+    for (int i = 0; i < 2; ++i) data.step();
+    std::vector<double> times;
+    for (int i = 0; i < 9; ++i) {
+      const Clock::time_point start = Clock::now();
+      data.step();
+      times.push_back(seconds_since(start));
+    }
+    std::nth_element(times.begin(), times.begin() + 4, times.end());
+    g_hand_ns_per_element = times[4] * 1e9 / static_cast<double>(kBig);
+  }
+  return *g_hand_ns_per_element;
+}
+
+// Items, bytes and the counters every kernel benchmark reports. `seconds` is the wall time
+// of the timed loop.
+void report(benchmark::State& state, int64_t elements, int64_t bytes_per_element,
+            double seconds, bool compare_with_hand) {
+  const int64_t items = state.iterations() * elements;
+  state.SetItemsProcessed(items);
+  state.SetBytesProcessed(items * bytes_per_element);
+  const double ns_per_element = seconds * 1e9 / static_cast<double>(items);
+  const double gb_per_s = static_cast<double>(bytes_per_element) / ns_per_element;
+  state.counters["ns/elem"] = ns_per_element;
+  state.counters["GB/s"] = gb_per_s;
+  state.counters["B/elem"] = static_cast<double>(bytes_per_element);
+  state.counters["bw_frac"] = gb_per_s / triad_gb_per_s();
+  if (compare_with_hand) state.counters["vs_hand"] = hand_ns_per_element() / ns_per_element;
+}
+
+// ---- Baselines ------------------------------------------------------------------------------
+
+// Each iteration is one measure_triad(): an untimed pass and the best of six; the reported
+// time is that best pass.
+void BM_Triad(benchmark::State& state) {
+  TriadResult result;
+  double best = 0;
+  for (auto _ : state) {
+    result = measure_triad(kThreads, kTriadElements);
+    state.SetIterationTime(result.best_seconds);
+    best = std::max(best, result.gb_per_s);
+  }
+  g_triad_gb_per_s = best;
+  state.SetItemsProcessed(state.iterations() * kTriadElements);
+  state.SetBytesProcessed(state.iterations() * kTriadElements * 16);
+  state.counters["GB/s"] = best;  // 16 bytes/element: write-allocate counted
+  state.counters["stream_GB/s"] = best * 12.0 / 16.0;  // STREAM's 12 bytes/element
+}
+BENCHMARK(BM_Triad)->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
+
+// a[i] += s * b[i]: the in-place pattern of optimizer kernels (no write-allocate).
+// Each iteration is one measure_update_gb_per_s(); the reported time is its best pass.
+void BM_UpdateBandwidth(benchmark::State& state) {
+  constexpr double kBytes = 12.0 * static_cast<double>(kTriadElements);
+  double best = 0;
+  for (auto _ : state) {
+    const double gb_per_s = measure_update_gb_per_s(kThreads, kTriadElements);
+    state.SetIterationTime(kBytes / gb_per_s / 1e9);
+    best = std::max(best, gb_per_s);
+  }
+  state.SetBytesProcessed(state.iterations() * kTriadElements * 12);
+  state.counters["GB/s"] = best;  // 12 bytes/element, no write-allocate
+}
+BENCHMARK(BM_UpdateBandwidth)->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
+
+// args: tensors, elements per tensor
+void BM_HandAdam(benchmark::State& state) {
+  const int64_t tensors = state.range(0);
+  HandAdamData data(tensors, state.range(1));
+  for (int i = 0; i < 2; ++i) data.step();  // warm-up: page faults, caches
+  const Clock::time_point start = Clock::now();
+  for (auto _ : state) data.step();
+  const double seconds = seconds_since(start);
+  if (tensors == 1 && state.range(1) == kBig) {
+    g_hand_ns_per_element = seconds * 1e9 / static_cast<double>(state.iterations() * kBig);
+  }
+  report(state, data.elements(), kAdamBytesPerElement, seconds, /*compare_with_hand=*/tensors > 1);
+}
+BENCHMARK(BM_HandAdam)
+    ->ArgNames({"tensors", "numel"})
+    ->Args({1, kBig})
+    ->Args({4096, 4096})
+    ->Args({65536, 256})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// ---- fuseopt --------------------------------------------------------------------------------
+
+std::optional<double> g_fuseopt_big_ns_per_element;  // CPU backend, one tensor of 2^25
+
+// An Optimizer over K tensors of N elements with deterministic data, two steps taken (the
+// first initialises the states and touches every page).
+Optimizer make_adam(Backend backend, int64_t tensors, int64_t numel) {
+  CompileOptions options;
+  options.backend = backend;
+  Optimizer optimizer = make_optimizer("adam", options, {}, kThreads);
+  for (int64_t k = 0; k < tensors; ++k) {
+    const size_t index = optimizer.add_tensor(numel);
+    const int fill_threads = tensors == 1 ? kThreads : 1;
+    fill_deterministic(optimizer.param(index).data(), numel, static_cast<uint32_t>(2 * k),
+                       -1.0f, 1.0f, fill_threads);
+    fill_deterministic(optimizer.grad(index).data(), numel, static_cast<uint32_t>(2 * k + 1),
+                       -1e-2f, 1e-2f, fill_threads);
+  }
+  for (int i = 0; i < 2; ++i) optimizer.step();
+  return optimizer;
+}
+
+double fuseopt_big_ns_per_element() {
+  if (!g_fuseopt_big_ns_per_element) {
+    Optimizer optimizer = make_adam(Backend::kCpu, 1, kBig);
+    std::vector<double> times;
+    for (int i = 0; i < 9; ++i) {
+      const Clock::time_point start = Clock::now();
+      optimizer.step();
+      times.push_back(seconds_since(start));
+    }
+    std::nth_element(times.begin(), times.begin() + 4, times.end());
+    g_fuseopt_big_ns_per_element = times[4] * 1e9 / static_cast<double>(kBig);
+  }
+  return *g_fuseopt_big_ns_per_element;
+}
+
+// args: tensors, elements per tensor.
+void run_fuseopt_adam(benchmark::State& state, Backend backend) {
+  const int64_t tensors = state.range(0);
+  const int64_t numel = state.range(1);
+  try {
+    Optimizer optimizer = make_adam(backend, tensors, numel);
+    const Clock::time_point start = Clock::now();
+    for (auto _ : state) optimizer.step();
+    const double seconds = seconds_since(start);
+    const KernelTraffic traffic = kernel_traffic(optimizer.kernel().ir);
+    const bool cpu = backend == Backend::kCpu;
+    report(state, tensors * numel, traffic.bytes_per_element, seconds,
+           /*compare_with_hand=*/cpu);
+    const double ns_per_element = state.counters["ns/elem"];
+    if (cpu && tensors == 1 && numel == kBig) {
+      g_fuseopt_big_ns_per_element = ns_per_element;
+    } else if (cpu) {
+      state.counters["vs_one_big"] = fuseopt_big_ns_per_element() / ns_per_element;
+    }
+    state.SetLabel(optimizer.kernel().name);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
+// Many tensors: vs_one_big divides fuseopt's time per element on one 2^25 tensor by this one's.
+void BM_FuseoptAdam(benchmark::State& state) { run_fuseopt_adam(state, Backend::kCpu); }
+BENCHMARK(BM_FuseoptAdam)
+    ->ArgNames({"tensors", "numel"})
+    ->Args({1, kBig})
+    ->Args({4096, 4096})
+    ->Args({65536, 256})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// The reference interpreter (chunked, on the same thread pool), for scale.
+void BM_InterpreterAdam(benchmark::State& state) {
+  run_fuseopt_adam(state, Backend::kInterpreter);
+}
+BENCHMARK(BM_InterpreterAdam)
+    ->ArgNames({"tensors", "numel"})
+    ->Args({1, int64_t{1} << 20})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// ---- JIT compile time -----------------------------------------------------------------------
+
+// A fresh Halide + LLVM compile of one built-in rule at its default options with the
+// default schedule (compile_rule() keeps kernels in the process, so it is bypassed here).
+// The first compile in a process also pays Halide's and LLVM's one-time set-up (about a
+// second; `fuseopt bench` reports it in its compile time): an untimed compile before the
+// first timed one keeps it out of the per-rule figures.
+void BM_JitCompile(benchmark::State& state, const std::string& rule_name) {
+  const frontend::Rule rule = frontend::load_rule(rule_name);
+  const ir::Kernel kernel = rule.compile(rule.resolve_options());
+  static bool warmed_up = false;
+  if (!warmed_up) {
+    warmed_up = true;
+    try {
+      codegen::compile_cpu_kernel(kernel, codegen::default_cpu_schedule());
+    } catch (const std::exception&) {
+      // reported by the timed compile below
+    }
+  }
+  double halide_seconds = 0;
+  for (auto _ : state) {
+    try {
+      const codegen::HalideCpuBinary binary =
+          codegen::compile_cpu_kernel(kernel, codegen::default_cpu_schedule());
+      halide_seconds = binary.compile_seconds;
+      benchmark::DoNotOptimize(binary.shared_object.data());
+    } catch (const std::exception& e) {
+      state.SkipWithError(e.what());
+      break;
+    }
+  }
+  state.counters["phases"] = static_cast<double>(kernel.phases.size());
+  state.counters["compile_s"] = halide_seconds;  // as HalideCpuBinary reports it
+}
+
+void register_jit_benchmarks() {
+  for (const rules::BuiltinRule& rule : rules::builtin_rules()) {
+    benchmark::RegisterBenchmark(("BM_JitCompile/" + rule.name).c_str(), BM_JitCompile,
+                                 rule.name)
+        ->Iterations(1)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+  }
+}
+
+}  // namespace
+}  // namespace fuseopt::bench
+
+int main(int argc, char** argv) {
+  fuseopt::bench::register_jit_benchmarks();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  std::printf("threads %d; bytes per element: reads + writes + write-allocates, 4 bytes each "
+              "(triad 16, Adam 28); OpenMP in the baselines: %s\n",
+              fuseopt::bench::kThreads, fuseopt::bench::baselines_have_openmp() ? "yes" : "no");
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

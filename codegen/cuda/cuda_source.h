@@ -1,0 +1,47 @@
+// IR kernel -> CUDA C: one __global__ function per phase that steps a whole tensor group in
+// one launch, by striding over the chunk map of a tensor table kept in device memory
+// (runtime/cuda/tensor_table.h builds it; both sides must agree on cuda_table_layout()).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "codegen/cuda/launch_shape.h"
+#include "ir/kernel.h"
+
+namespace fuseopt::codegen {
+
+/// A generated CUDA C translation unit.
+///
+/// Phase k's function is `extern "C" __global__ void NAME(const FuseoptTable* table,
+/// const float* scalars, unsigned int scalar_stride, double* partials)`:
+///   - `table`: the device tensor table (header, tensors, chunk map; cuda_table_layout());
+///   - `scalars`: per tensor, ir::phase_scalar_inputs(phase) rounded to f32 (booleans 0 or
+///     1), row `tensor * scalar_stride` (a stride of 0 shares one row between all tensors);
+///   - `partials`: out, `chunk_count x reductions` doubles, each chunk's partial result
+///     combined in a fixed order (unused when the phase has no reductions).
+/// Launch: block = shape.block_size threads, any grid (blocks stride over the chunks), no
+/// dynamic shared memory.
+struct CudaSource {
+  std::string text;
+  std::string file_name;                     ///< e.g. "adam_amsgrad0_maximize0.cu"
+  std::vector<std::string> phase_functions;  ///< one per phase
+  std::string table_layout;                  ///< cuda_table_layout(kernel.buffers.size())
+};
+
+/// Describes the tensor table's layout (field offsets and sizes) as the generated code
+/// declares it, for `buffer_count` buffers per tensor. runtime/cuda builds tables with the
+/// same layout and checks this string.
+std::string cuda_table_layout(size_t buffer_count);
+
+/// Generates the CUDA C for `kernel` (verified, split and optimized: element code reads only
+/// scalar names and constants). Throws UserError for a bad shape, InternalError for a
+/// kernel the pipeline did not prepare.
+CudaSource generate_cuda_source(const ir::Kernel& kernel, const CudaLaunchShape& shape);
+
+/// The NVRTC options every generated file is compiled with: f32 `+ - * /` and sqrt round
+/// exactly as on the host (no contraction into fused multiply-adds, IEEE division and
+/// square root, denormals kept), so element results match the interpreter bit for bit.
+const std::vector<std::string>& cuda_exact_math_options();
+
+}  // namespace fuseopt::codegen

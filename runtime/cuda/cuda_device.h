@@ -1,0 +1,79 @@
+// What running kernels needs of a CUDA device, as a small interface: the driver implements
+// it (cuda_driver.h), and tests implement it with a fake that runs the generated code on the
+// CPU, so the loader, tensor table and kernel logic are tested without a GPU.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace fuseopt::runtime {
+
+/// A device address (CUdeviceptr).
+using CudaDevicePtr = uint64_t;
+
+struct CudaDeviceInfo {
+  int ordinal = 0;
+  std::string name;           ///< e.g. "NVIDIA H200"
+  int sm_major = 0;           ///< compute capability
+  int sm_minor = 0;
+  int sm_count = 0;           ///< multiprocessors
+  uint64_t total_memory = 0;  ///< bytes
+  int driver_version = 0;     ///< e.g. 13000 for CUDA 13.0
+  int max_threads_per_sm = 0;
+
+  /// "sm_90".
+  std::string arch() const;
+};
+
+/// Opaque handles.
+struct CudaModuleHandle;
+struct CudaFunctionHandle;
+using CudaModule = CudaModuleHandle*;
+using CudaFunction = CudaFunctionHandle*;
+
+class CudaDevice {
+ public:
+  virtual ~CudaDevice() = default;
+
+  virtual const CudaDeviceInfo& device() const = 0;
+
+  // Memory, synchronous with respect to the host and ordered after earlier launches.
+  virtual CudaDevicePtr allocate(size_t bytes) const = 0;
+  virtual void free(CudaDevicePtr pointer) const noexcept = 0;
+  virtual void copy_to_device(CudaDevicePtr destination, const void* source,
+                              size_t bytes) const = 0;
+  virtual void copy_to_host(void* destination, CudaDevicePtr source, size_t bytes) const = 0;
+  /// Waits for all queued work; reports errors of earlier launches.
+  virtual void synchronize() const = 0;
+
+  /// Loads a module from `cubin` (tried first when not empty), else from `ptx`.
+  virtual CudaModule load_module(std::string_view cubin, std::string_view ptx) const = 0;
+  virtual CudaFunction function(CudaModule module, const std::string& name) const = 0;
+  /// Blocks of `block_size` threads that fit on one multiprocessor at once.
+  virtual int resident_blocks_per_sm(CudaFunction function, int block_size) const = 0;
+  /// Queues a launch; `args` points at each kernel argument's value.
+  virtual void launch(CudaFunction function, unsigned grid, unsigned block,
+                      void** args) const = 0;
+};
+
+/// Device memory owned by a scope.
+class CudaBuffer {
+ public:
+  CudaBuffer() = default;
+  CudaBuffer(const CudaDevice& device, size_t bytes);
+  ~CudaBuffer();
+  CudaBuffer(CudaBuffer&& other) noexcept;
+  CudaBuffer& operator=(CudaBuffer&& other) noexcept;
+
+  CudaDevicePtr get() const { return pointer_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  const CudaDevice* device_ = nullptr;
+  CudaDevicePtr pointer_ = 0;
+  size_t bytes_ = 0;
+};
+
+}  // namespace fuseopt::runtime

@@ -1,0 +1,246 @@
+// The group phases of a loaded CUDA kernel. All phases of one kernel share one device-side
+// state: the tensor tables of recent groups (by group_version), the scalar rows and the
+// partials, guarded by one mutex (the device work is serialised on one stream anyway).
+#include "runtime/cuda/cuda_kernel.h"
+
+#include <algorithm>
+#include <iterator>
+#include <cstring>
+#include <list>
+#include <mutex>
+
+#include "ir/eval.h"
+#include "runtime/cuda/tensor_table.h"
+#include "support/error.h"
+
+namespace fuseopt::runtime {
+namespace {
+
+// Tables kept per loaded kernel: a few optimizers sharing one kernel do not re-upload.
+constexpr size_t kTablesKept = 4;
+
+struct DeviceTable {
+  uint64_t version = 0;
+  CudaBuffer memory;
+  size_t tensor_count = 0;
+  size_t chunk_count = 0;
+  std::vector<size_t> first_chunk;
+};
+
+class GroupState {
+ public:
+  GroupState(const CudaDevice& device, int64_t chunk_elements, size_t buffer_count)
+      : device_(device), chunk_elements_(chunk_elements), buffer_count_(buffer_count) {}
+
+  std::mutex mutex;
+
+  // The table for `args`, uploaded if its version is new (or 0).
+  const DeviceTable& table(const GroupArgs& args) {
+    if (args.group_version != 0) {
+      for (auto it = tables_.begin(); it != tables_.end(); ++it) {
+        if (it->version == args.group_version && it->tensor_count == args.tensor_count) {
+          tables_.splice(tables_.begin(), tables_, it);
+          return tables_.front();
+        }
+      }
+    }
+    CudaTensorTable host = build_tensor_table(args.tensor_count, args.numels, args.buffers,
+                                              buffer_count_, chunk_elements_);
+    // Reuse the memory of an unversioned table, or of the least recently used one when
+    // enough are kept. Overwriting needs no wait: the copy is ordered after the launches
+    // that read the old contents (all on the default stream).
+    DeviceTable entry;
+    auto reusable = tables_.end();
+    for (auto it = tables_.begin(); it != tables_.end(); ++it) {
+      if (it->version == 0 && args.group_version == 0) reusable = it;
+    }
+    if (reusable == tables_.end() && tables_.size() >= kTablesKept) reusable = std::prev(tables_.end());
+    if (reusable != tables_.end()) {
+      entry = std::move(*reusable);
+      tables_.erase(reusable);
+    }
+    if (entry.memory.bytes() < host.bytes()) {
+      device_.synchronize();  // freeing memory a queued kernel still reads
+      entry.memory = CudaBuffer();
+      entry.memory = CudaBuffer(device_, host.bytes());
+    }
+    device_.copy_to_device(entry.memory.get(), host.words.data(), host.bytes());
+    entry.version = args.group_version;
+    entry.tensor_count = args.tensor_count;
+    entry.chunk_count = host.chunks.size();
+    entry.first_chunk = std::move(host.first_chunk);
+    tables_.push_front(std::move(entry));
+    return tables_.front();
+  }
+
+  // Device memory for `bytes` bytes of scalars; reused between calls (the null stream orders
+  // the next copy after the kernel that reads it).
+  CudaDevicePtr scalars(size_t bytes) { return grow(scalars_, bytes); }
+  CudaDevicePtr partials(size_t bytes) { return grow(partials_, bytes); }
+  std::vector<double>& host_partials() { return host_partials_; }
+  const CudaDevice& device() const { return device_; }
+
+ private:
+  CudaDevicePtr grow(CudaBuffer& buffer, size_t bytes) {
+    if (buffer.bytes() < bytes) {
+      device_.synchronize();  // freeing memory a queued kernel may still use
+      buffer = CudaBuffer();
+      buffer = CudaBuffer(device_, std::max(bytes, 2 * buffer.bytes()));
+    }
+    return buffer.get();
+  }
+
+  const CudaDevice& device_;
+  int64_t chunk_elements_;
+  size_t buffer_count_;
+  std::list<DeviceTable> tables_;  // most recently used first
+  CudaBuffer scalars_;
+  CudaBuffer partials_;
+  std::vector<double> host_partials_;
+};
+
+class CudaGroupPhase final : public GroupPhaseKernel {
+ public:
+  CudaGroupPhase(std::shared_ptr<GroupState> state, CudaFunction function, int block_size,
+                 int grid_cap, size_t scalar_count, std::vector<ir::ReduceOp> reductions)
+      : state_(std::move(state)),
+        function_(function),
+        block_size_(block_size),
+        grid_cap_(grid_cap),
+        scalar_count_(scalar_count),
+        reductions_(std::move(reductions)) {}
+
+  void run_group(const GroupArgs& args) const override {
+    GroupState& state = *state_;
+    std::lock_guard<std::mutex> lock(state.mutex);
+    const size_t reductions = reductions_.size();
+    FUSEOPT_CHECK(args.tensor_count == 0 || args.numels != nullptr, "run_group: no numels");
+    FUSEOPT_CHECK(reductions == 0 || args.tensor_count == 0 || args.partials != nullptr,
+                  "run_group: a phase with reductions needs GroupArgs::partials");
+    FUSEOPT_CHECK(scalar_count_ == 0 || args.tensor_count == 0 || args.scalars != nullptr,
+                  "run_group: the phase reads scalars but GroupArgs::scalars is null");
+    const DeviceTable& table = state.table(args);
+    if (table.chunk_count > 0) {
+      launch(state, table, args);
+    }
+    if (reductions > 0) combine(state, table, args);
+  }
+
+ private:
+  void launch(GroupState& state, const DeviceTable& table, const GroupArgs& args) const {
+    const CudaDevice& device = state.device();
+    CudaDevicePtr scalars = 0;
+    unsigned int stride = 0;
+    if (scalar_count_ > 0) {
+      // One row serves every tensor when all rows are equal (the common case: hypers and
+      // the step count are shared), so the upload stays small for many tensors.
+      const size_t row_bytes = scalar_count_ * sizeof(float);
+      bool same = true;
+      for (size_t t = 1; t < args.tensor_count && same; ++t) {
+        same = std::memcmp(args.scalars, args.scalars + t * scalar_count_, row_bytes) == 0;
+      }
+      const size_t rows = same ? 1 : args.tensor_count;
+      stride = same ? 0u : static_cast<unsigned int>(scalar_count_);
+      scalars = state.scalars(rows * row_bytes);
+      device.copy_to_device(scalars, args.scalars, rows * row_bytes);
+    }
+    CudaDevicePtr partials = 0;
+    if (!reductions_.empty()) {
+      partials = state.partials(table.chunk_count * reductions_.size() * sizeof(double));
+    }
+    CudaDevicePtr table_address = table.memory.get();
+    void* params[] = {&table_address, &scalars, &stride, &partials};
+    const size_t grid = std::min(table.chunk_count, static_cast<size_t>(grid_cap_));
+    device.launch(function_, static_cast<unsigned>(grid), static_cast<unsigned>(block_size_),
+                  params);
+  }
+
+  // Each tensor's results: its chunks' partials combined in chunk order, as the CPU runtime
+  // does, with the interpreter's combine (so max propagates NaN the same way).
+  void combine(GroupState& state, const DeviceTable& table, const GroupArgs& args) const {
+    const size_t reductions = reductions_.size();
+    std::vector<double>& partials = state.host_partials();
+    partials.resize(table.chunk_count * reductions);
+    if (table.chunk_count > 0) {
+      state.device().copy_to_host(partials.data(), state.partials(0),
+                                  partials.size() * sizeof(double));
+    }
+    for (size_t t = 0; t < args.tensor_count; ++t) {
+      for (size_t r = 0; r < reductions; ++r) {
+        double value = ir::reduce_identity(reductions_[r]);
+        for (size_t c = table.first_chunk[t]; c < table.first_chunk[t + 1]; ++c) {
+          value = ir::reduce_combine(reductions_[r], value, partials[c * reductions + r]);
+        }
+        args.partials[t * reductions + r] = value;
+      }
+    }
+  }
+
+  std::shared_ptr<GroupState> state_;
+  CudaFunction function_;
+  int block_size_;
+  int grid_cap_;
+  size_t scalar_count_;
+  std::vector<ir::ReduceOp> reductions_;
+};
+
+}  // namespace
+
+std::shared_ptr<const CompiledKernel> load_cuda_kernel(ir::Kernel kernel,
+                                                       const CudaBinaryView& binary,
+                                                       const CudaDevice& device) {
+  if (binary.phase_functions.size() != kernel.phases.size()) {
+    throw UserError("CUDA binary " + binary.name + " has " +
+                    std::to_string(binary.phase_functions.size()) + " phase functions, kernel " +
+                    kernel.config_name() + " has " + std::to_string(kernel.phases.size()) +
+                    " phases");
+  }
+  const std::string layout = cuda_tensor_table_layout(kernel.buffers.size());
+  if (binary.table_layout != layout) {
+    throw UserError("CUDA binary " + binary.name + " was generated for another tensor table (" +
+                    binary.table_layout + "); this runtime builds " + layout);
+  }
+  if (binary.block_size < 32 || binary.block_size > 1024 || binary.block_size % 32 != 0 ||
+      binary.grid_limit < 0 || binary.chunk_elements < 1) {
+    throw UserError("CUDA binary " + binary.name + " has an invalid launch shape");
+  }
+  if (binary.cubin.empty() && binary.ptx.empty()) {
+    throw UserError("CUDA binary " + binary.name + " has neither a cubin nor PTX");
+  }
+  CudaModule module = device.load_module(binary.cubin, binary.ptx);
+  auto state = std::make_shared<GroupState>(device, binary.chunk_elements, kernel.buffers.size());
+
+  auto compiled = std::make_shared<CompiledKernel>();
+  for (size_t p = 0; p < kernel.phases.size(); ++p) {
+    const ir::Phase& phase = kernel.phases[p];
+    CudaFunction function = device.function(module, binary.phase_functions[p]);
+    int grid_cap = binary.grid_limit;
+    if (grid_cap == 0) {
+      const int resident = device.resident_blocks_per_sm(function, binary.block_size);
+      if (resident == 0) {
+        throw EnvironmentError("CUDA kernel " + binary.phase_functions[p] + " cannot run " +
+                               std::to_string(binary.block_size) + "-thread blocks on " +
+                               device.device().name + " (too many registers per thread)");
+      }
+      grid_cap = resident * device.device().sm_count;
+    }
+    std::vector<ir::ReduceOp> reductions;
+    for (const ir::Reduction& reduction : phase.reductions) reductions.push_back(reduction.op);
+    compiled->group_phases.push_back(std::make_shared<CudaGroupPhase>(
+        state, function, binary.block_size, grid_cap, ir::phase_scalar_inputs(phase).size(),
+        std::move(reductions)));
+  }
+  compiled->ir = std::move(kernel);
+  compiled->device_memory = true;
+  compiled->backend = "cuda";
+  compiled->name = binary.name;
+  compiled->chunk_elements = binary.chunk_elements;
+  return compiled;
+}
+
+std::shared_ptr<const CompiledKernel> load_cuda_kernel(ir::Kernel kernel,
+                                                       const CudaBinaryView& binary) {
+  return load_cuda_kernel(std::move(kernel), binary, CudaDriver::get());
+}
+
+}  // namespace fuseopt::runtime

@@ -1,0 +1,81 @@
+// The contract between compiled kernels and the runtime: the runtime evaluates each phase's
+// host prologue, cuts every tensor of the group into chunks, and calls a PhaseKernel once per
+// chunk, from several threads at once. Backends (the Halide CPU backend, the chunked
+// interpreter, later CUDA) implement PhaseKernel; the runtime links none of them.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ir/kernel.h"
+
+namespace fuseopt::runtime {
+
+/// Version of this contract. Caches and packs record it; a change here bumps it.
+inline constexpr int kKernelAbiVersion = 1;
+
+/// One call of a compiled phase: one contiguous chunk of one tensor.
+struct ChunkArgs {
+  /// Elements in the chunk (at least 1).
+  int64_t count = 0;
+  /// One pointer per ir::Kernel::buffers entry, at the chunk's first element. Pointers are
+  /// 4-byte aligned, no more; param may be updated in place; grad is only read.
+  float* const* buffers = nullptr;
+  /// The scalars the phase's element code reads, in ir::phase_scalar_inputs() order, rounded
+  /// to float32 (booleans as 0 or 1).
+  const float* scalars = nullptr;
+  /// Out: one value per reduction of the phase, this chunk's partial result.
+  double* partials = nullptr;
+};
+
+/// A phase compiled for one backend. run() is called concurrently on disjoint chunks and
+/// must give the same bits for the same chunk whatever the thread. Errors are thrown as
+/// fuseopt exceptions (support/error.h).
+class PhaseKernel {
+ public:
+  virtual ~PhaseKernel() = default;
+  virtual void run(const ChunkArgs& args) const = 0;
+};
+
+/// One call of a phase for the whole group at once: what a GPU backend needs to launch one
+/// kernel per phase. Arrays are tensor-major. `group_version` changes whenever tensors are
+/// added or re-pointed, so a backend can keep its device-side tensor table between steps.
+struct GroupArgs {
+  size_t tensor_count = 0;
+  const int64_t* numels = nullptr;             ///< tensor_count entries
+  float* const* buffers = nullptr;             ///< tensor_count x buffer count pointers
+  const float* scalars = nullptr;              ///< tensor_count x phase scalar inputs
+  double* partials = nullptr;                  ///< out: tensor_count x reductions, combined
+  uint64_t group_version = 0;
+};
+
+/// A phase that runs over the whole group in one call (device memory, one launch). When a
+/// CompiledKernel has these, the runtime calls them instead of cutting chunks.
+class GroupPhaseKernel {
+ public:
+  virtual ~GroupPhaseKernel() = default;
+  virtual void run_group(const GroupArgs& args) const = 0;
+};
+
+/// A kernel compiled for one backend: the IR the runtime needs for the host side, plus one
+/// PhaseKernel per phase. Immutable once built; shared between optimizers.
+struct CompiledKernel {
+  ir::Kernel ir;                                          ///< split and optimized
+  std::vector<std::shared_ptr<const PhaseKernel>> phases;  ///< one per ir.phases entry
+  /// Instead of `phases`, for backends that step the whole group at once (cuda).
+  std::vector<std::shared_ptr<const GroupPhaseKernel>> group_phases;
+  /// True when buffers live in device memory: the Optimizer then takes device pointers
+  /// and never touches the data on the host.
+  bool device_memory = false;
+  std::string backend;                                    ///< "interp", "cpu" or "cuda"
+  /// Spells the configuration, e.g. "adam_amsgrad0_maximize0_cpu_v8_u2_c16384".
+  std::string name;
+  /// The runtime cuts tensors into chunks of this many elements (the last one shorter).
+  /// Reductions combine per-chunk partials in chunk order, so results depend on this
+  /// value but never on the number of threads.
+  int64_t chunk_elements = 16384;
+};
+
+}  // namespace fuseopt::runtime

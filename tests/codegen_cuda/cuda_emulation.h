@@ -1,0 +1,87 @@
+// Runs generated CUDA C on the CPU, to test code generation, the tensor table and the CUDA
+// runtime's logic without a GPU: the generated files are compiled as C++ at build time
+// (cuda_shim.h supplies what NVRTC would), every CUDA thread of a block is a fiber, and
+// __syncthreads and warp shuffles are barriers between them. One launch at a time. EmulatedDevice is a runtime::CudaDevice whose
+// memory is host memory and whose modules are the kernels compiled this way.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "runtime/cuda/cuda_device.h"
+
+namespace fuseopt::emulation {
+
+struct Dim3 {
+  unsigned int x = 0, y = 1, z = 1;
+};
+
+const Dim3& thread_index();
+const Dim3& block_index();
+const Dim3& grid_dim();
+void sync_block();
+double shuffle_down(double value, int offset);
+
+/// A phase function of an emulated kernel, with the generated signature's pointers untyped.
+using KernelEntry = void (*)(const void* table, const float* scalars, unsigned int stride,
+                             double* partials);
+
+/// One generated file compiled into the test, with what made it.
+struct EmulatedKernel {
+  std::string rule;  ///< a built-in rule, or "every_op" (tests/codegen_cuda/every_op_kernel.h)
+  std::map<std::string, std::string> options;
+  int block_size = 0;
+  int elements_per_thread = 0;
+  int vector_width = 0;
+  int64_t chunk_elements = 0;
+  std::string source;  ///< the generated CUDA C it was compiled from
+  std::vector<std::pair<std::string, KernelEntry>> functions;
+};
+
+/// Called by the generated test sources at start-up.
+bool register_kernel(EmulatedKernel kernel);
+const std::vector<EmulatedKernel>& emulated_kernels();
+
+/// Runs `entry` over `grid` blocks of `block` threads, one block after another.
+void run_grid(KernelEntry entry, unsigned int grid, unsigned int block, const void* table,
+              const float* scalars, unsigned int stride, double* partials);
+
+/// A CudaDevice on the CPU. load_module() takes the generated source as its "PTX" and finds
+/// the kernel compiled from it.
+class EmulatedDevice final : public runtime::CudaDevice {
+ public:
+  explicit EmulatedDevice(int sm_count = 2, int resident_blocks = 1);
+  ~EmulatedDevice() override;
+
+  const runtime::CudaDeviceInfo& device() const override { return info_; }
+  runtime::CudaDevicePtr allocate(size_t bytes) const override;
+  void free(runtime::CudaDevicePtr pointer) const noexcept override;
+  void copy_to_device(runtime::CudaDevicePtr destination, const void* source,
+                      size_t bytes) const override;
+  void copy_to_host(void* destination, runtime::CudaDevicePtr source,
+                    size_t bytes) const override;
+  void synchronize() const override {}
+  runtime::CudaModule load_module(std::string_view cubin, std::string_view ptx) const override;
+  runtime::CudaFunction function(runtime::CudaModule module,
+                                 const std::string& name) const override;
+  int resident_blocks_per_sm(runtime::CudaFunction function, int block_size) const override;
+  void launch(runtime::CudaFunction function, unsigned grid, unsigned block,
+              void** args) const override;
+
+  mutable std::atomic<int> launches{0};
+  mutable std::atomic<int> uploads{0};          ///< copy_to_device calls
+  mutable std::atomic<size_t> allocated{0};     ///< live allocations
+
+ private:
+  runtime::CudaDeviceInfo info_;
+  int resident_blocks_;
+  mutable std::mutex mutex_;
+  mutable std::set<void*> live_;
+};
+
+}  // namespace fuseopt::emulation

@@ -1,0 +1,336 @@
+// `fuseopt bench RULE ...`: times steps of a rule over K tensors of N elements and compares
+// the traffic with the streaming bandwidth measured in the same process (CLI.md). Figures
+// are printed, never judged: the exit code says only whether the run worked.
+#include <sched.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/fuseopt.h"
+#include "bench/baselines.h"
+#include "bench/kernel_traffic.h"
+#include "frontend/rule.h"
+#include "ir/kernel.h"
+#include "runtime/optimizer.h"
+#include "support/error.h"
+#include "support/json.h"
+#include "tools/fuseopt/flag_values.h"
+#include "tools/fuseopt/rule_setup.h"
+#include "tools/fuseopt/subcommands.h"
+
+namespace fuseopt::tools {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr int64_t kDefaultSize = int64_t{1} << 25;
+constexpr int64_t kMaxElements = int64_t{1} << 40;
+constexpr int kWarmupSteps = 2;
+constexpr int64_t kMinSteps = 3;
+constexpr int64_t kMaxAutoSteps = 1000000;
+constexpr double kTargetSeconds = 1.0;
+/// The triad's arrays: 3 x 128 MiB, far beyond any last-level cache.
+constexpr int64_t kTriadElements = int64_t{1} << 25;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// The cores this process may run on (what `nproc` says), at least 1.
+int available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    const int count = CPU_COUNT(&set);
+    if (count > 0) return count;
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+Backend choose_backend(const std::string& name) {
+  if (name == "cuda") {
+    throw EnvironmentError("the cuda backend is not built yet; use --backend cpu or interp");
+  }
+  if (name == "cpu") return Backend::kCpu;
+  if (name == "interp") return Backend::kInterpreter;
+  throw UserError("--backend must be cpu, interp or cuda, not '" + name + "'");
+}
+
+double median(std::vector<double> values) {
+  const size_t middle = values.size() / 2;
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(middle),
+                   values.end());
+  const double upper = values[middle];
+  if (values.size() % 2 == 1) return upper;
+  const double lower = *std::max_element(values.begin(),
+                                         values.begin() + static_cast<std::ptrdiff_t>(middle));
+  return (lower + upper) / 2;
+}
+
+// Everything the report prints.
+struct BenchResult {
+  std::string rule;
+  std::vector<ir::OptionValue> options;
+  std::string backend;
+  std::string kernel_name;
+  int64_t tensors = 0;
+  int64_t size = 0;
+  int threads = 0;
+  double compile_seconds = 0;
+  int64_t steps = 0;
+  double step_seconds = 0;  // median
+  double min_step_seconds = 0;
+  double max_step_seconds = 0;
+  bench::KernelTraffic traffic;
+  bench::TriadResult triad;
+
+  int64_t elements() const { return tensors * size; }
+  double ns_per_element() const {
+    return step_seconds * 1e9 / static_cast<double>(elements());
+  }
+  double gb_per_s() const {
+    return static_cast<double>(traffic.bytes_per_element) / ns_per_element();
+  }
+  double bandwidth_fraction() const { return gb_per_s() / triad.gb_per_s; }
+};
+
+std::string format_fixed(double value, int digits) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "%.*f", digits, value);
+  return buffer;
+}
+
+// 3 significant digits at least, without exponents: 0.000812, 0.749, 25.1, 1234.
+std::string format_figure(double value) {
+  const double magnitude = std::fabs(value);
+  int digits = 1;
+  if (magnitude < 100) digits = 2;
+  if (magnitude < 10) digits = 3;
+  if (magnitude < 1 && magnitude > 0) {
+    digits = 2 - static_cast<int>(std::floor(std::log10(magnitude)));
+  }
+  return format_fixed(value, std::min(digits, 9));
+}
+
+std::string text_report(const BenchResult& r) {
+  const bench::KernelTraffic& t = r.traffic;
+  std::string out;
+  auto line = [&out](const std::string& label, const std::string& text) {
+    std::string padded = label;
+    padded.resize(12, ' ');
+    out += padded + text + "\n";
+  };
+  line("rule", r.rule + " (" + describe_options(r.options) + ")");
+  line("backend", r.backend + " (kernel " + r.kernel_name + ")");
+  line("tensors", std::to_string(r.tensors) + " x " + std::to_string(r.size) + " elements");
+  line("threads", std::to_string(r.threads));
+  line("compile", format_figure(r.compile_seconds * 1e3) + " ms");
+  line("steps", std::to_string(r.steps) + " timed after " + std::to_string(kWarmupSteps) +
+                    " warm-up steps: median " + format_figure(r.step_seconds * 1e3) +
+                    " ms per step (min " + format_figure(r.min_step_seconds * 1e3) +
+                    ", max " + format_figure(r.max_step_seconds * 1e3) + ")");
+  line("time", format_figure(r.ns_per_element()) + " ns/element");
+  line("traffic", std::to_string(t.bytes_per_element) + " bytes/element (" +
+                      std::to_string(t.buffer_reads) + " buffer reads + " +
+                      std::to_string(t.buffer_writes) + " writes + " +
+                      std::to_string(t.write_allocates) + " write-allocates, 4 bytes each, " +
+                      std::to_string(t.phases) + (t.phases == 1 ? " phase)" : " phases)"));
+  line("throughput", format_figure(r.gb_per_s()) + " GB/s");
+  line("bandwidth", format_figure(r.triad.gb_per_s) + " GB/s streaming triad on " +
+                        std::to_string(r.triad.threads) +
+                        " threads in this process (16 bytes/element, write-allocate "
+                        "counted; STREAM's 12-byte convention: " +
+                        format_figure(r.triad.stream_gb_per_s) + " GB/s)");
+  line("fraction", format_figure(r.bandwidth_fraction()) + " of the streaming bandwidth");
+  return out;
+}
+
+std::string json_report(const BenchResult& r) {
+  support::JsonWriter w(2);
+  w.begin_object();
+  w.key("rule").value(r.rule);
+  w.key("options").begin_object();
+  for (const ir::OptionValue& option : r.options) {
+    w.key(option.name);
+    if (option.is_bool) {
+      w.value(option.value != 0);
+    } else {
+      w.value(option.value);
+    }
+  }
+  w.end_object();
+  w.key("backend").value(r.backend);
+  w.key("kernel").value(r.kernel_name);
+  w.key("tensors").value(r.tensors);
+  w.key("size").value(r.size);
+  w.key("elements").value(r.elements());
+  w.key("threads").value(r.threads);
+  w.key("compile_ms").value(r.compile_seconds * 1e3);
+  w.key("warmup_steps").value(kWarmupSteps);
+  w.key("steps").value(r.steps);
+  w.key("step_ms").value(r.step_seconds * 1e3);
+  w.key("min_step_ms").value(r.min_step_seconds * 1e3);
+  w.key("max_step_ms").value(r.max_step_seconds * 1e3);
+  w.key("ns_per_element").value(r.ns_per_element());
+  w.key("bytes_per_element").value(r.traffic.bytes_per_element);
+  w.key("stream_bytes_per_element").value(r.traffic.stream_bytes_per_element);
+  w.key("phases").value(r.traffic.phases);
+  w.key("gb_per_s").value(r.gb_per_s());
+  w.key("triad_gb_per_s").value(r.triad.gb_per_s);
+  w.key("triad_stream_gb_per_s").value(r.triad.stream_gb_per_s);
+  w.key("bandwidth_fraction").value(r.bandwidth_fraction());
+  w.key("bytes_convention")
+      .value("4 bytes per buffer read, per buffer written, and per buffer written but not "
+             "read (write-allocate); triad 16 bytes/element");
+  w.end_object();
+  return w.str() + "\n";
+}
+
+}  // namespace
+
+CommandSpec bench_spec() {
+  return {
+      .name = "bench",
+      .synopsis =
+          "RULE [--size N] [--tensors K] [--threads T] [--backend cpu|interp|cuda]\n"
+          "           [--steps S] [--set NAME=VALUE]... [--option NAME=VALUE]... [--json]",
+      .description =
+          "Compiles RULE (reporting the compile time), steps K tensors of N elements each\n"
+          "(deterministic data; defaults: one tensor of 2^25) twice to warm up, then times S\n"
+          "steps and takes the median step time. Then it measures the streaming bandwidth in\n"
+          "this process with the same threads (a[i] = b[i] + s*c[i] over 3 x 128 MiB) and\n"
+          "prints the time per step and per element, the bytes per element, GB/s and the\n"
+          "fraction of the streaming bandwidth. Figures only: nothing is judged.\n"
+          "\n"
+          "Bytes per element come from the kernel's IR: per phase, 4 bytes for each buffer\n"
+          "read, each buffer written, and each buffer written without being read\n"
+          "(write-allocate), summed over phases (Adam: 28). The triad, counted the same way,\n"
+          "moves 16 bytes per element; STREAM's own convention (12) is printed too.\n"
+          "\n"
+          "Backends: cpu (the Halide kernels, the default), interp (the reference\n"
+          "interpreter, chunked on the same threads); cuda is not built yet (exit 4).\n",
+      .positional_name = "RULE",
+      .min_positionals = 1,
+      .max_positionals = 1,
+      .flags =
+          {
+              {"--size", FlagKind::kValue, "N", "elements per tensor (default 33554432 = 2^25)"},
+              {"--tensors", FlagKind::kValue, "K", "number of tensors (default 1)"},
+              {"--threads", FlagKind::kValue, "T", "CPU threads (default: every core)"},
+              {"--backend", FlagKind::kValue, "B", "cpu, interp or cuda (default cpu)"},
+              {"--steps", FlagKind::kValue, "S",
+               "timed steps (default: enough for about 1 s, at least 3)"},
+              {"--set", FlagKind::kRepeated, "NAME=VALUE", "set a hyper (repeatable)"},
+              {"--option", FlagKind::kRepeated, "NAME=VALUE",
+               "set an option: true, false or an integer (repeatable)"},
+              {"--json", FlagKind::kSwitch, "", "print one JSON object"},
+          },
+  };
+}
+
+int run_bench(const Args& args) {
+  const int64_t size =
+      parse_integer(args.value_or("--size", std::to_string(kDefaultSize)), "--size", 1,
+                    kMaxElements);
+  const int64_t tensors =
+      parse_integer(args.value_or("--tensors", "1"), "--tensors", 1, kMaxElements);
+  if (size > kMaxElements / tensors) {
+    throw UserError("--size times --tensors must be at most 2^40 elements");
+  }
+  const int threads = static_cast<int>(
+      parse_integer(args.value_or("--threads", std::to_string(available_cores())), "--threads",
+                    1, 4096));
+  std::optional<int64_t> fixed_steps;
+  if (auto steps = args.value("--steps")) {
+    fixed_steps = parse_integer(*steps, "--steps", 1, INT64_MAX);
+  }
+  const Backend backend = choose_backend(args.value_or("--backend", "cpu"));
+
+  // The rule, its options and hypers, checked with the frontend's messages.
+  const std::string& rule_arg = args.positionals()[0];
+  const frontend::Rule rule = frontend::load_rule(rule_arg);
+  const std::map<std::string, std::string> option_flags =
+      parse_assignments(args.values("--option"), "--option");
+  const std::vector<ir::OptionValue> options = rule.resolve_options(option_flags);
+  const ir::Kernel checked = tools::compile_rule(rule, options);
+  const std::vector<double> hyper_values =
+      resolve_hypers(rule, checked, parse_assignments(args.values("--set"), "--set"));
+  std::map<std::string, double> hypers;
+  for (size_t i = 0; i < checked.hypers.size(); ++i) {
+    hypers[checked.hypers[i].name] = hyper_values[i];
+  }
+
+  CompileOptions compile_options;
+  compile_options.backend = backend;
+  compile_options.options = option_flags;
+  const Clock::time_point compile_start = Clock::now();
+  std::shared_ptr<const runtime::CompiledKernel> kernel =
+      fuseopt::compile_rule(rule_arg, compile_options);
+  const double compile_seconds = seconds_since(compile_start);
+
+  Optimizer optimizer(kernel, hypers, threads);
+  const int fill_threads = tensors == 1 ? threads : 1;
+  for (int64_t k = 0; k < tensors; ++k) {
+    const size_t index = optimizer.add_tensor(size);
+    bench::fill_deterministic(optimizer.param(index).data(), size, static_cast<uint32_t>(2 * k),
+                              -1.0f, 1.0f, fill_threads);
+    bench::fill_deterministic(optimizer.grad(index).data(), size,
+                              static_cast<uint32_t>(2 * k + 1), -1e-2f, 1e-2f, fill_threads);
+  }
+
+  // The first step initialises the states and touches every page.
+  double last_warmup = 0;
+  for (int i = 0; i < kWarmupSteps; ++i) {
+    const Clock::time_point start = Clock::now();
+    optimizer.step();
+    last_warmup = seconds_since(start);
+  }
+  int64_t steps = kMinSteps;
+  if (fixed_steps) {
+    steps = *fixed_steps;
+  } else if (last_warmup > 0) {
+    steps = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(kTargetSeconds / last_warmup)),
+                                kMinSteps, kMaxAutoSteps);
+  } else {
+    steps = kMaxAutoSteps;
+  }
+  std::vector<double> times;
+  times.reserve(static_cast<size_t>(std::min<int64_t>(steps, kMaxAutoSteps)));
+  for (int64_t i = 0; i < steps; ++i) {
+    const Clock::time_point start = Clock::now();
+    optimizer.step();
+    times.push_back(seconds_since(start));
+  }
+
+  BenchResult result;
+  result.rule = rule.name();
+  result.options = options;
+  result.backend = backend_name(backend);
+  result.kernel_name = kernel->name;
+  result.tensors = tensors;
+  result.size = size;
+  result.threads = threads;
+  result.compile_seconds = compile_seconds;
+  result.steps = steps;
+  result.step_seconds = median(times);
+  result.min_step_seconds = *std::min_element(times.begin(), times.end());
+  result.max_step_seconds = *std::max_element(times.begin(), times.end());
+  result.traffic = bench::kernel_traffic(kernel->ir);
+  // After the steps, so the OpenMP threads of the probe never compete with them.
+  result.triad = bench::measure_triad(threads, kTriadElements);
+
+  std::cout << (args.has("--json") ? json_report(result) : text_report(result));
+  return 0;
+}
+
+}  // namespace fuseopt::tools
