@@ -1,5 +1,5 @@
-// The C++ API: rule -> IR (frontend) -> kernel (codegen/halide + runtime loader, or the
-// chunked interpreter), with two in-process caches: checked rules by source, and compiled
+// The C++ API: rule -> IR (frontend) -> kernel (codegen/halide + runtime loader, codegen/cuda
+// + runtime/cuda loader, or the chunked interpreter), with two in-process caches: checked rules by source, and compiled
 // kernels by (source, option values, backend, schedule, target). A kernel being compiled by
 // one thread is waited for by the others asking for it, never compiled twice.
 #include "api/fuseopt.h"
@@ -11,9 +11,12 @@
 
 #include "autotune/kernel_store.h"
 #include "autotune/size_bucket.h"
+#include "codegen/cuda/cuda_codegen.h"
 #include "codegen/halide/cpu_codegen.h"
 #include "frontend/rule.h"
 #include "runtime/cpu_binary.h"
+#include "runtime/cuda/cuda_driver.h"
+#include "runtime/cuda/cuda_kernel.h"
 #include "support/edit_distance.h"
 #include "support/error.h"
 
@@ -89,6 +92,28 @@ void append_field(std::string& key, const std::string& field) {
   key += '\x1f';
 }
 
+// The arch NVRTC compiles for on the process's GPU; EnvironmentError without one.
+std::string cuda_arch() {
+  const runtime::CudaDeviceInfo& info = runtime::CudaDriver::get().device();
+  return codegen::cuda_arch_for_device(info.sm_major, info.sm_minor);
+}
+
+KernelPtr compile_cuda(ir::Kernel kernel, const codegen::CudaLaunchShape& shape,
+                       const std::string& arch) {
+  const codegen::CudaBinary binary = codegen::compile_cuda_kernel(kernel, shape, arch);
+  runtime::CudaBinaryView view;
+  view.name = binary.name;
+  view.arch = binary.arch;
+  view.cubin = binary.cubin;
+  view.ptx = binary.ptx;
+  view.phase_functions = binary.phase_functions;
+  view.block_size = binary.shape.block_size;
+  view.grid_limit = binary.shape.grid_limit;
+  view.chunk_elements = binary.shape.chunk_elements;
+  view.table_layout = binary.table_layout;
+  return runtime::load_cuda_kernel(std::move(kernel), view, runtime::CudaDriver::get());
+}
+
 Compiled compile_source(std::shared_ptr<const support::SourceFile> source,
                         const CompileOptions& options) {
   const std::string rule_key = source->name() + '\x1f' + source->text();
@@ -99,14 +124,20 @@ Compiled compile_source(std::shared_ptr<const support::SourceFile> source,
   });
 
   const std::vector<ir::OptionValue> resolved = rule->resolve_options(options.options);
-  const Backend backend = options.backend == Backend::kAuto ? Backend::kCpu : options.backend;
+  const Backend backend = resolve_backend(options.backend);
   const codegen::CpuSchedule& schedule = options.cpu_schedule;
   if (schedule.chunk_elements <= 0) {
     throw UserError("the chunk size must be positive, not " +
                     std::to_string(schedule.chunk_elements));
   }
-  const std::string target =
-      backend == Backend::kCpu ? codegen::resolve_cpu_target(options.cpu_target) : "";
+  if (backend == Backend::kCuda) {
+    require_cuda();
+    options.cuda_shape.validate();
+  }
+  // The GPU is needed before anything compiles: without one this is the error.
+  const std::string target = backend == Backend::kCpu  ? codegen::resolve_cpu_target(options.cpu_target)
+                             : backend == Backend::kCuda ? cuda_arch()
+                                                         : "";
 
   std::string key;
   append_field(key, source->text());
@@ -121,8 +152,9 @@ Compiled compile_source(std::shared_ptr<const support::SourceFile> source,
                                                        autotune::bucket_for(options.size_hint),
                                                        options.tensor_count)
                                                  : std::string("unknown"))
-               : backend == Backend::kCpu ? schedule.spelling()
-                                          : "c" + std::to_string(schedule.chunk_elements));
+               : backend == Backend::kCpu  ? schedule.spelling()
+               : backend == Backend::kCuda ? options.cuda_shape.spelling()
+                                           : "c" + std::to_string(schedule.chunk_elements));
   append_field(key, target);
 
   return kernel_cache().get(key, [&]() -> Compiled {
@@ -145,6 +177,9 @@ Compiled compile_source(std::shared_ptr<const support::SourceFile> source,
         return {autotune::compile_cpu_cached(kernel, schedule, options.cpu_target),
                 schedule.threads};
       }
+      case Backend::kCuda:
+        // Host passes only: every core.
+        return {compile_cuda(std::move(kernel), options.cuda_shape, target), 0};
     }
     FUSEOPT_UNREACHABLE("compile_rule: unknown backend");
   });
@@ -155,15 +190,47 @@ Compiled compile_source(std::shared_ptr<const support::SourceFile> source,
 Backend parse_backend(const std::string& name) {
   if (name == "interp") return Backend::kInterpreter;
   if (name == "cpu") return Backend::kCpu;
+  if (name == "cuda") return Backend::kCuda;
   if (name == "auto") return Backend::kAuto;
-  const std::vector<std::string> names = {"interp", "cpu", "auto"};
+  const std::vector<std::string> names = {"interp", "cpu", "cuda", "auto"};
   std::string message = "unknown backend '" + name + "'";
   if (auto match = support::closest_match(name, names)) {
     message += "; did you mean '" + *match + "'?";
   } else {
-    message += " (choose interp, cpu or auto)";
+    message += " (choose interp, cpu, cuda or auto)";
   }
   throw UserError(message);
+}
+
+std::string cuda_unavailable_reason() {
+  static const std::string reason = [] {
+    std::string why = runtime::CudaDriver::unavailable_reason();
+    if (!why.empty()) return why;
+    try {
+      cuda_arch();  // NVRTC, and a GPU it can compile for
+    } catch (const EnvironmentError& e) {
+      return std::string(e.what());
+    } catch (const UserError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  }();
+  return reason;
+}
+
+void require_cuda() {
+  const std::string reason = cuda_unavailable_reason();
+  if (reason.empty()) return;
+  const bool no_driver = !runtime::CudaDriver::unavailable_reason().empty();
+  throw EnvironmentError(reason + (no_driver
+                                       ? "; the cuda backend needs an NVIDIA GPU and its driver"
+                                       : "; the cuda backend needs NVRTC (the CUDA toolkit) "
+                                         "able to compile for this GPU"));
+}
+
+Backend resolve_backend(Backend backend) {
+  if (backend != Backend::kAuto) return backend;
+  return cuda_unavailable_reason().empty() ? Backend::kCuda : Backend::kCpu;
 }
 
 const char* backend_name(Backend backend) {
@@ -174,6 +241,8 @@ const char* backend_name(Backend backend) {
       return "cpu";
     case Backend::kAuto:
       return "auto";
+    case Backend::kCuda:
+      return "cuda";
   }
   return "?";
 }

@@ -1,12 +1,13 @@
 // The C++ API in one header: compile a rule (built-in name, file or source text) for a
 // backend and build Optimizers from it. Compiled kernels are kept in the process, so the
-// same rule, options and schedule compile once.
+// same rule, options and schedule compile once (CUDA modules stay loaded).
 #pragma once
 
 #include <map>
 #include <memory>
 #include <string>
 
+#include "codegen/cuda/launch_shape.h"
 #include "codegen/halide/cpu_schedule.h"
 #include "runtime/optimizer.h"
 
@@ -15,12 +16,24 @@ namespace fuseopt {
 enum class Backend {
   kInterpreter,  ///< the reference interpreter, chunked like the others
   kCpu,          ///< fused kernels through Halide
-  kAuto,         ///< the fastest available: cpu
+  kAuto,         ///< the fastest available: cuda where it works (cuda_unavailable_reason()), else cpu
+  kCuda,         ///< one launch per phase over the whole group, tensors in device memory
 };
 
-/// Parses "interp", "cpu", "auto"; throws UserError otherwise.
+/// Parses "interp", "cpu", "cuda", "auto"; throws UserError otherwise.
 Backend parse_backend(const std::string& name);
 const char* backend_name(Backend backend);
+
+/// Why the cuda backend cannot run in this process, in one line ("no CUDA driver
+/// (libcuda.so.1 not found): ...", no GPU, no NVRTC, a GPU NVRTC cannot target), or "" when
+/// it can. Never throws; the answer is the same for the whole process.
+std::string cuda_unavailable_reason();
+/// Throws EnvironmentError, in one line, with cuda_unavailable_reason() and what the cuda
+/// backend needs, when it cannot run here; returns otherwise.
+void require_cuda();
+/// The backend `backend` runs on: kAuto becomes kCuda when cuda_unavailable_reason() is
+/// empty, else kCpu; the others stay.
+Backend resolve_backend(Backend backend);
 
 struct CompileOptions {
   Backend backend = Backend::kAuto;
@@ -32,6 +45,8 @@ struct CompileOptions {
   /// The CPU target: "host", "x86-64-v2", "x86-64-v3", "x86-64-v4" or a Halide target
   /// string (see codegen::resolve_cpu_target).
   std::string cpu_target = "host";
+  /// The CUDA launch shape (its chunk size cuts the group on the GPU).
+  codegen::CudaLaunchShape cuda_shape;
   /// Use this machine's tuned schedule (autotune cache, `fuseopt tune`) when cpu_schedule is
   /// left at the heuristic default. Binaries are cached on disk either way.
   bool tuned = true;
@@ -42,7 +57,10 @@ struct CompileOptions {
 };
 
 /// Compiles a built-in rule (by name) or a rule file (by path). Throws UserError with the
-/// rule's diagnostics when it has errors.
+/// rule's diagnostics when it has errors. For cuda (and auto where cuda works) the kernel
+/// is compiled by NVRTC for the process's GPU (runtime::CudaDriver::get()) and loaded
+/// there: its Optimizers take device memory (runtime/optimizer.h). Without a usable GPU,
+/// driver or NVRTC, cuda throws EnvironmentError with a one-line reason.
 std::shared_ptr<const runtime::CompiledKernel> compile_rule(const std::string& name_or_path,
                                                             const CompileOptions& options = {});
 /// The same for rule source text; `name` is used in messages.

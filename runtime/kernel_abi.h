@@ -1,9 +1,11 @@
 // The contract between compiled kernels and the runtime: the runtime evaluates each phase's
 // host prologue, cuts every tensor of the group into chunks, and calls a PhaseKernel once per
 // chunk, from several threads at once. Backends (the Halide CPU backend, the chunked
-// interpreter, later CUDA) implement PhaseKernel; the runtime links none of them.
+// interpreter) implement PhaseKernel; whole-group backends (CUDA) implement GroupPhaseKernel
+// and give the runtime a DeviceMemory for their tensors. The runtime links none of them.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -14,7 +16,7 @@
 namespace fuseopt::runtime {
 
 /// Version of this contract. Caches and packs record it; a change here bumps it.
-inline constexpr int kKernelAbiVersion = 1;
+inline constexpr int kKernelAbiVersion = 2;
 
 /// One call of a compiled phase: one contiguous chunk of one tensor.
 struct ChunkArgs {
@@ -59,6 +61,31 @@ class GroupPhaseKernel {
   virtual void run_group(const GroupArgs& args) const = 0;
 };
 
+/// The memory of a device whose kernels the host cannot reach into: the Optimizer allocates,
+/// fills, copies and frees tensors through it, and never dereferences a device pointer.
+/// Pointers are device addresses carried as host pointer types. Every call is ordered after
+/// the work queued before it (kernel launches included); copies to the host return once the
+/// data is there. Errors are thrown as fuseopt exceptions (support/error.h): an
+/// EnvironmentError when the device runs out of memory.
+class DeviceMemory {
+ public:
+  virtual ~DeviceMemory() = default;
+  /// `bytes` bytes (at least 1), aligned for float4 loads; the contents are unspecified.
+  virtual void* allocate(size_t bytes) const = 0;
+  /// Frees what allocate() returned; null is ignored.
+  virtual void free(void* pointer) const noexcept = 0;
+  virtual void copy_to_device(void* destination, const void* source, size_t bytes) const = 0;
+  virtual void copy_to_host(void* destination, const void* source, size_t bytes) const = 0;
+  /// Device to device; the ranges do not overlap.
+  virtual void copy_on_device(void* destination, const void* source, size_t bytes) const = 0;
+  /// Sets `count` floats at `destination` to `value`.
+  virtual void fill(float* destination, float value, size_t count) const = 0;
+  /// Waits for all queued work; reports the errors of earlier launches.
+  virtual void synchronize() const = 0;
+  /// Names the device for messages, e.g. "CUDA device 0 (NVIDIA H200)".
+  virtual std::string name() const = 0;
+};
+
 /// A kernel compiled for one backend: the IR the runtime needs for the host side, plus one
 /// PhaseKernel per phase. Immutable once built; shared between optimizers.
 struct CompiledKernel {
@@ -66,9 +93,13 @@ struct CompiledKernel {
   std::vector<std::shared_ptr<const PhaseKernel>> phases;  ///< one per ir.phases entry
   /// Instead of `phases`, for backends that step the whole group at once (cuda).
   std::vector<std::shared_ptr<const GroupPhaseKernel>> group_phases;
-  /// True when buffers live in device memory: the Optimizer then takes device pointers
-  /// and never touches the data on the host.
+  /// True when buffers live in device memory: the Optimizer then takes device pointers,
+  /// allocates and initialises through `device`, and never touches the data on the host.
+  /// Such a kernel has group_phases (and no phases) and a `device`.
   bool device_memory = false;
+  /// The device's memory; set when device_memory is true. Shared with every Optimizer of
+  /// the kernel, so it lives as long as their tensors.
+  std::shared_ptr<const DeviceMemory> device;
   std::string backend;                                    ///< "interp", "cpu" or "cuda"
   /// Spells the configuration, e.g. "adam_amsgrad0_maximize0_cpu_v8_u2_c16384".
   std::string name;

@@ -2,7 +2,9 @@
 // phase's chunk partials in chunk order, evaluate the prologue in f64, round the phase's
 // scalar inputs to f32) and an element pass over the chunk tasks on the thread pool; a
 // last host pass evaluates the scalar stores. Host work is per tensor, so it is spread over
-// the pool too when the group has many tensors.
+// the pool too when the group has many tensors. With a device kernel the element passes are
+// one GroupPhaseKernel call each, and all tensor memory goes through runtime::DeviceMemory:
+// the host passes never touch it.
 #include "runtime/optimizer.h"
 
 #include <algorithm>
@@ -32,18 +34,33 @@ constexpr size_t kHostBatch = 64;
 std::atomic<uint64_t> g_next_group_version{1};
 constexpr size_t kAlignment = 64;
 
-struct AlignedDeleter {
-  void operator()(float* p) const { ::operator delete[](p, std::align_val_t{kAlignment}); }
+// Frees host memory (64-byte aligned) or, with a device, device memory.
+struct FloatsDeleter {
+  const runtime::DeviceMemory* device = nullptr;
+  void operator()(float* p) const {
+    if (device != nullptr) {
+      device->free(p);
+    } else {
+      ::operator delete[](p, std::align_val_t{kAlignment});
+    }
+  }
 };
-using AlignedFloats = std::unique_ptr<float[], AlignedDeleter>;
+using OwnedFloats = std::unique_ptr<float[], FloatsDeleter>;
 
-// numel floats, 64-byte aligned, zeroed.
-AlignedFloats allocate_floats(int64_t numel) {
-  const size_t bytes = (static_cast<size_t>(numel) * sizeof(float) + kAlignment - 1) /
-                       kAlignment * kAlignment;
+// numel floats, zeroed: 64-byte aligned host memory, or device memory when `device` is set.
+OwnedFloats allocate_floats(int64_t numel, const runtime::DeviceMemory* device) {
+  const size_t count = static_cast<size_t>(numel);
+  if (device != nullptr) {
+    OwnedFloats data(static_cast<float*>(device->allocate(count * sizeof(float))),
+                     FloatsDeleter{device});
+    FUSEOPT_CHECK(data != nullptr, "DeviceMemory::allocate returned null");
+    device->fill(data.get(), 0.0f, count);
+    return data;
+  }
+  const size_t bytes = (count * sizeof(float) + kAlignment - 1) / kAlignment * kAlignment;
   auto* data = static_cast<float*>(::operator new[](bytes, std::align_val_t{kAlignment}));
   std::memset(data, 0, bytes);
-  return AlignedFloats(data);
+  return OwnedFloats(data, FloatsDeleter{});
 }
 
 struct Tensor {
@@ -51,9 +68,9 @@ struct Tensor {
   bool owns_memory = false;
   float* param = nullptr;
   const float* grad = nullptr;
-  AlignedFloats owned_param;
-  AlignedFloats owned_grad;
-  std::vector<AlignedFloats> states;  ///< indexed like Kernel::buffers; null for param, grad
+  OwnedFloats owned_param;
+  OwnedFloats owned_grad;
+  std::vector<OwnedFloats> states;  ///< indexed like Kernel::buffers; null for param, grad
   std::vector<bool> filled;           ///< states the user wrote before the first step
   std::vector<double> scalars;
   int64_t t = 0;
@@ -96,6 +113,8 @@ void check_element_code(const ir::Expr& root, std::unordered_set<const ir::ExprN
 struct Optimizer::Impl {
   std::shared_ptr<const runtime::CompiledKernel> kernel;
   const ir::Kernel* ir = nullptr;
+  /// The kernel's device memory (kept alive by `kernel`), or null for host memory.
+  const runtime::DeviceMemory* device = nullptr;
   std::unique_ptr<ir::Interpreter> host;  ///< only its host programs are used
   std::vector<double> hypers;             ///< Kernel::hypers order
   std::vector<Tensor> tensors;
@@ -180,7 +199,7 @@ struct Optimizer::Impl {
     tensor.filled.assign(ir->buffers.size(), false);
     for (size_t i = 0; i < ir->buffers.size(); ++i) {
       if (ir->buffers[i].role == ir::BufferRole::kState) {
-        tensor.states[i] = allocate_floats(tensor.numel);
+        tensor.states[i] = allocate_floats(tensor.numel, device);
       }
     }
     for (const ir::ScalarStateDecl& s : ir->scalars) tensor.scalars.push_back(s.init);
@@ -202,6 +221,55 @@ struct Optimizer::Impl {
     return nullptr;
   }
 
+  // Tensor memory to and from the host, wherever it lives. `count` floats.
+  void copy_out(float* host, const float* memory, size_t count) const {
+    if (count == 0) return;
+    if (device != nullptr) {
+      device->copy_to_host(host, memory, count * sizeof(float));
+    } else {
+      std::memmove(host, memory, count * sizeof(float));
+    }
+  }
+  void copy_in(float* memory, const void* host, size_t count) const {
+    if (count == 0) return;
+    if (device != nullptr) {
+      device->copy_to_device(memory, host, count * sizeof(float));
+    } else {
+      std::memmove(memory, host, count * sizeof(float));
+    }
+  }
+  void fill(float* memory, float value, size_t count) const {
+    if (device != nullptr) {
+      device->fill(memory, value, count);
+    } else {
+      std::fill(memory, memory + count, value);
+    }
+  }
+  // Between two buffers of the group (a state from the parameter or gradient).
+  void copy_within(float* to, const float* from, size_t count) const {
+    if (device != nullptr) {
+      device->copy_on_device(to, from, count * sizeof(float));
+    } else {
+      std::copy(from, from + count, to);
+    }
+  }
+
+  // The span accessors reach memory directly: host kernels only.
+  void require_host(const char* accessor, const char* instead) const {
+    if (device == nullptr) return;
+    throw UserError(std::string(accessor) + ": the tensor memory of kernel '" + kernel->name +
+                    "' lives on " + device->name() + ", not on the host; use " + instead +
+                    " to copy it");
+  }
+
+  void check_size(const char* what, size_t tensor_index, const Tensor& tensor,
+                  size_t got) const {
+    if (got == static_cast<size_t>(tensor.numel)) return;
+    throw UserError(std::string(what) + ": tensor " + std::to_string(tensor_index) + " has " +
+                    std::to_string(tensor.numel) + " elements; got " + std::to_string(got) +
+                    " values");
+  }
+
   void initialize(Tensor& tensor) {
     const size_t n = static_cast<size_t>(tensor.numel);
     for (size_t i = 0; i < ir->buffers.size(); ++i) {
@@ -210,19 +278,19 @@ struct Optimizer::Impl {
       float* data = tensor.states[i].get();
       switch (decl.init.kind) {
         case ir::StateInit::Kind::kNumber:
-          std::fill(data, data + n, static_cast<float>(decl.init.number));
+          fill(data, static_cast<float>(decl.init.number), n);
           break;
         case ir::StateInit::Kind::kParam:
-          std::copy(tensor.param, tensor.param + n, data);
+          copy_within(data, tensor.param, n);
           break;
         case ir::StateInit::Kind::kGrad:
-          std::copy(tensor.grad, tensor.grad + n, data);
+          copy_within(data, tensor.grad, n);
           break;
         case ir::StateInit::Kind::kHyper: {
           const int hyper = ir->hyper_index(decl.init.hyper);
           FUSEOPT_CHECK(hyper >= 0, "state '" + decl.name + "' starts from unknown hyper '" +
                                         decl.init.hyper + "'");
-          std::fill(data, data + n, static_cast<float>(hypers[static_cast<size_t>(hyper)]));
+          fill(data, static_cast<float>(hypers[static_cast<size_t>(hyper)]), n);
           break;
         }
       }
@@ -375,9 +443,14 @@ Optimizer::Optimizer(std::shared_ptr<const runtime::CompiledKernel> kernel,
   const ir::Kernel& ir = kernel->ir;
   FUSEOPT_CHECK(ir.is_split, "Optimizer: the kernel is not split into phases");
   if (kernel->device_memory) {
-    throw UserError("kernel '" + kernel->name + "' keeps its tensors in device memory; this "
-                    "Optimizer manages host memory only (states, initial values, save and "
-                    "load need device allocation it does not have yet)");
+    if (kernel->device == nullptr) {
+      throw UserError("kernel '" + kernel->name + "' keeps its tensors in device memory but "
+                      "has no DeviceMemory (CompiledKernel::device) to allocate them with");
+    }
+    if (kernel->group_phases.empty()) {
+      throw UserError("kernel '" + kernel->name + "' keeps its tensors in device memory but "
+                      "has no group phases: chunk phases run on the host");
+    }
   }
   const bool grouped = !kernel->group_phases.empty();
   const size_t compiled = grouped ? kernel->group_phases.size() : kernel->phases.size();
@@ -400,6 +473,7 @@ Optimizer::Optimizer(std::shared_ptr<const runtime::CompiledKernel> kernel,
   impl.grouped = grouped;
   impl.kernel = std::move(kernel);
   impl.ir = &impl.kernel->ir;
+  impl.device = impl.kernel->device_memory ? impl.kernel->device.get() : nullptr;
   impl.host = std::make_unique<ir::Interpreter>(*impl.ir);
   for (const ir::Phase& phase : impl.ir->phases) {
     std::unordered_set<const ir::ExprNode*> seen;
@@ -447,8 +521,8 @@ size_t Optimizer::add_tensor(int64_t numel) {
   Tensor tensor;
   tensor.numel = numel;
   tensor.owns_memory = true;
-  tensor.owned_param = allocate_floats(numel);
-  tensor.owned_grad = allocate_floats(numel);
+  tensor.owned_param = allocate_floats(numel, impl_->device);
+  tensor.owned_grad = allocate_floats(numel, impl_->device);
   tensor.param = tensor.owned_param.get();
   tensor.grad = tensor.owned_grad.get();
   return impl_->add(std::move(tensor));
@@ -474,19 +548,64 @@ int64_t Optimizer::numel(size_t index) const { return impl_->tensor(index).numel
 
 std::span<float> Optimizer::param(size_t index) {
   Tensor& tensor = impl_->tensor(index);
+  impl_->require_host("param()", "read_param() and write_param()");
   return {tensor.param, static_cast<size_t>(tensor.numel)};
 }
 
-std::span<float> Optimizer::grad(size_t index) {
-  Tensor& tensor = impl_->tensor(index);
+namespace {
+
+void require_owned_grad(const Tensor& tensor, size_t index, const char* accessor) {
   if (!tensor.owns_memory) {
-    throw UserError("grad: tensor " + std::to_string(index) +
+    throw UserError(std::string(accessor) + ": tensor " + std::to_string(index) +
                     "'s gradient is memory the caller owns; write it through your own pointer");
   }
+}
+
+}  // namespace
+
+std::span<float> Optimizer::grad(size_t index) {
+  Tensor& tensor = impl_->tensor(index);
+  require_owned_grad(tensor, index, "grad");
+  impl_->require_host("grad()", "write_grad() and read_grad()");
   return {tensor.owned_grad.get(), static_cast<size_t>(tensor.numel)};
 }
 
+float* Optimizer::param_data(size_t index) { return impl_->tensor(index).param; }
+
+const float* Optimizer::grad_data(size_t index) const { return impl_->tensor(index).grad; }
+
+std::vector<float> Optimizer::read_param(size_t index) const {
+  const Tensor& tensor = impl_->tensor(index);
+  std::vector<float> values(static_cast<size_t>(tensor.numel));
+  impl_->copy_out(values.data(), tensor.param, values.size());
+  return values;
+}
+
+void Optimizer::write_param(size_t index, std::span<const float> values) {
+  Tensor& tensor = impl_->tensor(index);
+  impl_->check_size("write_param", index, tensor, values.size());
+  impl_->copy_in(tensor.param, values.data(), values.size());
+}
+
+std::vector<float> Optimizer::read_grad(size_t index) const {
+  const Tensor& tensor = impl_->tensor(index);
+  std::vector<float> values(static_cast<size_t>(tensor.numel));
+  impl_->copy_out(values.data(), tensor.grad, values.size());
+  return values;
+}
+
+void Optimizer::write_grad(size_t index, std::span<const float> values) {
+  Tensor& tensor = impl_->tensor(index);
+  require_owned_grad(tensor, index, "write_grad");
+  impl_->check_size("write_grad", index, tensor, values.size());
+  impl_->copy_in(tensor.owned_grad.get(), values.data(), values.size());
+}
+
 void Optimizer::step() { impl_->step(); }
+
+void Optimizer::synchronize() const {
+  if (impl_->device != nullptr) impl_->device->synchronize();
+}
 
 int64_t Optimizer::step_count(size_t index) const { return impl_->tensor(index).t; }
 
@@ -515,6 +634,7 @@ std::vector<std::string> Optimizer::scalar_names() const {
 std::span<float> Optimizer::state(size_t index, const std::string& name) {
   Tensor& tensor = impl_->tensor(index);
   const size_t state = impl_->state_index(name);
+  impl_->require_host("state()", "read_state() and write_state()");
   // Writable access before the first step counts as a write: the rule's initial value no
   // longer replaces it.
   if (tensor.t == 0) tensor.filled[state] = true;
@@ -524,19 +644,33 @@ std::span<float> Optimizer::state(size_t index, const std::string& name) {
 std::span<const float> Optimizer::state(size_t index, const std::string& name) const {
   const Tensor& tensor = impl_->tensor(index);
   const size_t state = impl_->state_index(name);
+  impl_->require_host("state()", "read_state() and write_state()");
   return {tensor.states[state].get(), static_cast<size_t>(tensor.numel)};
 }
 
-void Optimizer::set_state(size_t index, const std::string& name, std::span<const float> values) {
+std::vector<float> Optimizer::read_state(size_t index, const std::string& name) const {
+  const Tensor& tensor = impl_->tensor(index);
+  const size_t state = impl_->state_index(name);
+  std::vector<float> values(static_cast<size_t>(tensor.numel));
+  impl_->copy_out(values.data(), tensor.states[state].get(), values.size());
+  return values;
+}
+
+void Optimizer::write_state(size_t index, const std::string& name,
+                            std::span<const float> values) {
   Tensor& tensor = impl_->tensor(index);
   const size_t state = impl_->state_index(name);
   if (values.size() != static_cast<size_t>(tensor.numel)) {
-    throw UserError("set_state: state '" + name + "' of tensor " + std::to_string(index) +
+    throw UserError("write_state: state '" + name + "' of tensor " + std::to_string(index) +
                     " has " + std::to_string(tensor.numel) + " elements; got " +
                     std::to_string(values.size()) + " values");
   }
-  std::copy(values.begin(), values.end(), tensor.states[state].get());
+  impl_->copy_in(tensor.states[state].get(), values.data(), values.size());
   if (tensor.t == 0) tensor.filled[state] = true;
+}
+
+void Optimizer::set_state(size_t index, const std::string& name, std::span<const float> values) {
+  write_state(index, name, values);
 }
 
 double Optimizer::scalar(size_t index, const std::string& name) const {
@@ -571,14 +705,22 @@ void Optimizer::save(const std::string& path) const {
   out.u32(static_cast<uint32_t>(ir.scalars.size()));
   for (const ir::ScalarStateDecl& s : ir.scalars) out.string(s.name);
   out.u64(impl.tensors.size());
+  std::vector<float> staged;  // device states, copied to the host one at a time
   for (const Tensor& tensor : impl.tensors) {
     out.i64(tensor.numel);
     out.i64(tensor.t);
     for (double v : tensor.scalars) out.f64(v);
+    const size_t n = static_cast<size_t>(tensor.numel);
     for (size_t b = 0; b < ir.buffers.size(); ++b) {
       if (ir.buffers[b].role != ir::BufferRole::kState) continue;
       out.u8(tensor.filled[b] ? 1 : 0);
-      out.bytes(tensor.states[b].get(), static_cast<size_t>(tensor.numel) * sizeof(float));
+      const float* values = tensor.states[b].get();
+      if (impl.device != nullptr) {
+        staged.resize(n);
+        impl.copy_out(staged.data(), values, n);
+        values = staged.data();
+      }
+      out.bytes(values, n * sizeof(float));
     }
   }
   out.commit();
@@ -669,8 +811,8 @@ void Optimizer::load(const std::string& path) {
     for (size_t b = 0; b < ir.buffers.size(); ++b) {
       if (ir.buffers[b].role != ir::BufferRole::kState) continue;
       tensor.filled[b] = s.states[k].first;
-      std::memcpy(tensor.states[b].get(), s.states[k].second,
-                  static_cast<size_t>(tensor.numel) * sizeof(float));
+      impl.copy_in(tensor.states[b].get(), s.states[k].second,
+                   static_cast<size_t>(tensor.numel));
       ++k;
     }
   }

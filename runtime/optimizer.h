@@ -1,6 +1,13 @@
 // fuseopt::Optimizer: one compiled rule applied to a group of tensors of any sizes and count.
 // It owns the states, scalar states, step counts and hyper values; step() runs every phase
-// over the whole group, cut into chunks spread over a thread pool.
+// over the whole group, cut into chunks spread over a thread pool (host kernels) or with one
+// launch per phase (device kernels, such as cuda's).
+//
+// With a device kernel (kernel().device_memory) the same API takes and keeps DEVICE memory:
+// add_tensor(param, grad, numel) takes device pointers, and the optimizer allocates its
+// states (and the tensors of add_tensor(numel)) on the device. The span accessors param(),
+// grad() and state() are for host memory only; read_*() and write_*() copy through the host
+// and work with every kernel.
 #pragma once
 
 #include <cstdint>
@@ -32,27 +39,49 @@ class Optimizer {
 
   // ---- The group ---------------------------------------------------------------------------
 
-  /// Adds a tensor whose parameter and gradient memory the caller owns and keeps alive.
-  /// The optimizer allocates its states. Returns the tensor's index.
+  /// Adds a tensor whose parameter and gradient memory the caller owns and keeps alive
+  /// (device memory for a device kernel). The optimizer allocates its states. Returns the
+  /// tensor's index.
   size_t add_tensor(float* param, const float* grad, int64_t numel);
-  /// Adds a tensor whose parameter and gradient the optimizer allocates (zeroed).
+  /// Adds a tensor whose parameter and gradient the optimizer allocates (zeroed; on the
+  /// device for a device kernel).
   size_t add_tensor(int64_t numel);
   /// Points a caller-owned tensor at new memory of the same size (states are kept).
   void set_buffers(size_t tensor, float* param, const float* grad);
 
   size_t tensor_count() const;
   int64_t numel(size_t tensor) const;
+  /// The parameter's memory, on the host. A UserError for a device kernel (use
+  /// read_param() and write_param()).
   std::span<float> param(size_t tensor);
-  /// The gradient; writable only for tensors whose memory the optimizer owns.
+  /// The gradient; writable only for tensors whose memory the optimizer owns. A UserError
+  /// for a device kernel (use write_grad()).
   std::span<float> grad(size_t tensor);
+  /// Where the parameter and gradient live: host or device addresses, as the kernel's
+  /// memory is. For handing optimizer-owned device tensors to other device code.
+  float* param_data(size_t tensor);
+  const float* grad_data(size_t tensor) const;
+
+  /// Copies of a tensor's memory to and from the host, for host and device kernels alike.
+  /// `values` holds numel(tensor) floats. write_grad() needs memory the optimizer owns
+  /// (the caller's gradient is only ever read).
+  std::vector<float> read_param(size_t tensor) const;
+  void write_param(size_t tensor, std::span<const float> values);
+  std::vector<float> read_grad(size_t tensor) const;
+  void write_grad(size_t tensor, std::span<const float> values);
 
   // ---- Stepping ----------------------------------------------------------------------------
 
   /// One step for every tensor: increments each tensor's step count, initialises states on
   /// a tensor's first step, runs every phase. The group must not be empty. Results do not
   /// depend on the thread count. When a kernel fails (an exception), the step counts stay
-  /// and the tensors' values are unspecified.
+  /// and the tensors' values are unspecified. A device kernel's step may return once its
+  /// work is queued on the device (in order with the device's other work on the default
+  /// stream); read_*() and synchronize() wait for it.
   void step();
+  /// Waits until the device has finished every step queued so far, reporting errors of
+  /// earlier launches; nothing to wait for with host kernels.
+  void synchronize() const;
   /// Steps taken by `tensor` (its `t` during the last step). Tensors added later start at 0.
   int64_t step_count(size_t tensor = 0) const;
 
@@ -65,11 +94,17 @@ class Optimizer {
   /// The names of the states that exist under the kernel's options.
   std::vector<std::string> state_names() const;
   std::vector<std::string> scalar_names() const;
-  /// A state's memory. Writing it before the tensor's first step replaces the rule's
-  /// initial value (like `fuseopt run --state`).
+  /// A state's memory, on the host. Writing it before the tensor's first step replaces the
+  /// rule's initial value (like `fuseopt run --state`). A UserError for a device kernel (use
+  /// read_state() and write_state()).
   std::span<float> state(size_t tensor, const std::string& name);
   std::span<const float> state(size_t tensor, const std::string& name) const;
-  /// Replaces a state's values; the same as writing through state().
+  /// A copy of a state's values, for host and device kernels alike.
+  std::vector<float> read_state(size_t tensor, const std::string& name) const;
+  /// Replaces a state's values (copied from the host); the same as writing through state(),
+  /// for host and device kernels alike.
+  void write_state(size_t tensor, const std::string& name, std::span<const float> values);
+  /// The same as write_state().
   void set_state(size_t tensor, const std::string& name, std::span<const float> values);
   /// Scalar states start at their declared value when the tensor is added; set_scalar()
   /// before the first step replaces it.
@@ -78,7 +113,8 @@ class Optimizer {
 
   /// Writes every tensor's states, scalars, step count and the hypers to a file. A
   /// restored optimizer continues bit-identically. Parameters are not saved: they belong to
-  /// the model. The file is written beside `path` and renamed over it when complete.
+  /// the model. The file is written beside `path` and renamed over it when complete. Device
+  /// states are copied through the host; the file is the same for every backend.
   void save(const std::string& path) const;
   /// Restores what save() wrote into an optimizer of the same kernel whose tensors have the
   /// same sizes; anything else (another rule, options or sizes, a damaged file) is a

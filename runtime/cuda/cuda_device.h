@@ -45,6 +45,12 @@ class CudaDevice {
   virtual void copy_to_device(CudaDevicePtr destination, const void* source,
                               size_t bytes) const = 0;
   virtual void copy_to_host(void* destination, CudaDevicePtr source, size_t bytes) const = 0;
+  /// Device to device (ranges that do not overlap). The default goes through the host.
+  virtual void copy_on_device(CudaDevicePtr destination, CudaDevicePtr source,
+                              size_t bytes) const;
+  /// Sets `count` 32-bit words at `destination` (4-byte aligned) to `value`. The default
+  /// uploads them from the host.
+  virtual void fill_words(CudaDevicePtr destination, uint32_t value, size_t count) const;
   /// Waits for all queued work; reports errors of earlier launches.
   virtual void synchronize() const = 0;
 

@@ -225,6 +225,7 @@ struct CudaDriver::Api {
   CUresult (*MemcpyDtoH)(void*, CUdeviceptr, size_t) = nullptr;
   CUresult (*MemcpyDtoD)(CUdeviceptr, CUdeviceptr, size_t) = nullptr;
   CUresult (*MemsetD8)(CUdeviceptr, unsigned char, size_t) = nullptr;
+  CUresult (*MemsetD32)(CUdeviceptr, unsigned int, size_t) = nullptr;
   CUresult (*EventCreate)(CUevent*, unsigned) = nullptr;
   CUresult (*EventDestroy)(CUevent) = nullptr;
   CUresult (*EventRecord)(CUevent, CUstream) = nullptr;
@@ -294,6 +295,7 @@ std::unique_ptr<CudaDriver> CudaDriver::open(const std::string& library, int dev
   resolve(a.handle, {"cuMemcpyDtoH_v2"}, a.MemcpyDtoH, library);
   resolve(a.handle, {"cuMemcpyDtoD_v2"}, a.MemcpyDtoD, library);
   resolve(a.handle, {"cuMemsetD8_v2"}, a.MemsetD8, library);
+  resolve(a.handle, {"cuMemsetD32_v2"}, a.MemsetD32, library);
   resolve(a.handle, {"cuEventCreate"}, a.EventCreate, library);
   resolve(a.handle, {"cuEventDestroy_v2", "cuEventDestroy"}, a.EventDestroy, library);
   resolve(a.handle, {"cuEventRecord"}, a.EventRecord, library);
@@ -432,6 +434,12 @@ void CudaDriver::fill_bytes(CudaDevicePtr destination, uint8_t value, size_t byt
   check(api_->MemsetD8(destination, value, bytes), "cuMemsetD8");
 }
 
+void CudaDriver::fill_words(CudaDevicePtr destination, uint32_t value, size_t count) const {
+  if (count == 0) return;
+  make_current();
+  check(api_->MemsetD32(destination, value, count), "cuMemsetD32");
+}
+
 CudaModule CudaDriver::load_module(std::string_view cubin, std::string_view ptx) const {
   make_current();
   Api& a = *api_;
@@ -543,6 +551,20 @@ float CudaDriver::elapsed_ms(CudaEvent start, CudaEvent end) const {
   float ms = 0;
   check(api_->EventElapsedTime(&ms, start, end), "cuEventElapsedTime");
   return ms;
+}
+
+void CudaDevice::copy_on_device(CudaDevicePtr destination, CudaDevicePtr source,
+                                size_t bytes) const {
+  if (bytes == 0) return;
+  std::vector<unsigned char> staged(bytes);
+  copy_to_host(staged.data(), source, bytes);
+  copy_to_device(destination, staged.data(), bytes);
+}
+
+void CudaDevice::fill_words(CudaDevicePtr destination, uint32_t value, size_t count) const {
+  if (count == 0) return;
+  const std::vector<uint32_t> words(count, value);
+  copy_to_device(destination, words.data(), count * sizeof(uint32_t));
 }
 
 CudaBuffer::CudaBuffer(const CudaDevice& device, size_t bytes)

