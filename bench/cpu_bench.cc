@@ -53,22 +53,38 @@ double triad_gb_per_s() {
   return *g_triad_gb_per_s;
 }
 
-// Memory for the hand-fused loop: K tensors of N elements, four arrays each.
+// Memory for the hand-fused loop: K tensors of N elements with four arrays each (param,
+// grad, exp_avg, exp_avg_sq). kSeparate allocates every array of every tensor on its own, as
+// a framework's tensors and an optimizer's states are; kArena cuts each of the four arrays
+// for all tensors out of one allocation, so consecutive tensors form one long stream.
+enum class Layout { kSeparate, kArena };
+
 class HandAdamData {
  public:
-  HandAdamData(int64_t tensors, int64_t numel) : numel_(numel) {
-    storage_.resize(static_cast<size_t>(tensors));
-    for (int64_t k = 0; k < tensors; ++k) {
-      std::vector<float>& s = storage_[static_cast<size_t>(k)];
-      s.resize(static_cast<size_t>(4 * numel));
-      // One tensor: fill on every thread (first touch); many: one tensor is small.
-      const int fill_threads = tensors == 1 ? kThreads : 1;
-      fill_deterministic(s.data(), numel, static_cast<uint32_t>(2 * k), -1.0f, 1.0f,
+  HandAdamData(int64_t tensors, int64_t numel, Layout layout = Layout::kSeparate)
+      : numel_(numel) {
+    const size_t count = static_cast<size_t>(tensors);
+    const size_t n = static_cast<size_t>(numel);
+    // One tensor: fill on every thread (first touch); many: one tensor is small.
+    const int fill_threads = tensors == 1 ? kThreads : 1;
+    if (layout == Layout::kArena) {
+      for (int a = 0; a < 4; ++a) storage_.emplace_back(count * n);
+    } else {
+      for (size_t k = 0; k < count; ++k) {
+        for (int a = 0; a < 4; ++a) storage_.emplace_back(n);
+      }
+    }
+    for (size_t k = 0; k < count; ++k) {
+      float* arrays[4];
+      for (size_t a = 0; a < 4; ++a) {
+        arrays[a] = layout == Layout::kArena ? storage_[a].data() + k * n
+                                             : storage_[4 * k + a].data();
+      }
+      fill_deterministic(arrays[0], numel, static_cast<uint32_t>(2 * k), -1.0f, 1.0f,
                          fill_threads);
-      fill_deterministic(s.data() + numel, numel, static_cast<uint32_t>(2 * k + 1), -1e-2f,
-                         1e-2f, fill_threads);
-      tensors_.push_back({s.data(), s.data() + numel, s.data() + 2 * numel,
-                          s.data() + 3 * numel, numel});
+      fill_deterministic(arrays[1], numel, static_cast<uint32_t>(2 * k + 1), -1e-2f, 1e-2f,
+                         fill_threads);
+      tensors_.push_back({arrays[0], arrays[1], arrays[2], arrays[3], numel});
     }
   }
   void step() {
@@ -258,6 +274,164 @@ BENCHMARK(BM_InterpreterAdam)
     ->Args({1, int64_t{1} << 20})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
+
+// ---- Interleaved comparisons ------------------------------------------------------------------
+// On a shared machine the load changes between benchmarks, so ratios of figures taken
+// minutes apart are noisy. These alternate two contenders step by step in one benchmark and
+// report the ratio of their median (and fastest) step times per element; each iteration is
+// one step of each.
+
+struct StepTimes {
+  std::vector<double> seconds;
+  double median_ns(int64_t elements) {
+    std::vector<double> s = seconds;
+    std::nth_element(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(s.size() / 2), s.end());
+    return s[s.size() / 2] * 1e9 / static_cast<double>(elements);
+  }
+  double min_ns(int64_t elements) const {
+    return *std::min_element(seconds.begin(), seconds.end()) * 1e9 /
+           static_cast<double>(elements);
+  }
+};
+
+template <typename Step>
+void time_step(StepTimes& times, Step&& step) {
+  const Clock::time_point start = Clock::now();
+  step();
+  times.seconds.push_back(seconds_since(start));
+}
+
+// fuseopt against the hand-fused loop on the same tensors shape. args: tensors, numel.
+// ratio = hand / fuseopt time per element: 1 is as fast, above 1 faster.
+void BM_AdamVsHand(benchmark::State& state) {
+  const int64_t tensors = state.range(0);
+  const int64_t numel = state.range(1);
+  try {
+    HandAdamData hand(tensors, numel);
+    for (int i = 0; i < 2; ++i) hand.step();
+    Optimizer fuseopt = make_adam(Backend::kCpu, tensors, numel);
+    StepTimes hand_times;
+    StepTimes fuseopt_times;
+    for (auto _ : state) {
+      time_step(hand_times, [&] { hand.step(); });
+      time_step(fuseopt_times, [&] { fuseopt.step(); });
+    }
+    const int64_t elements = tensors * numel;
+    state.counters["fuseopt_ns/elem"] = fuseopt_times.median_ns(elements);
+    state.counters["hand_ns/elem"] = hand_times.median_ns(elements);
+    state.counters["ratio"] = hand_times.median_ns(elements) / fuseopt_times.median_ns(elements);
+    state.counters["ratio_min"] = hand_times.min_ns(elements) / fuseopt_times.min_ns(elements);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+BENCHMARK(BM_AdamVsHand)
+    ->ArgNames({"tensors", "numel"})
+    ->Args({1, kBig})
+    ->Args({4096, 4096})
+    ->Args({65536, 256})
+    ->Iterations(30)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// fuseopt on many tensors against fuseopt on one tensor of the same total size (2^24).
+// args: tensors, numel. ratio = one big / many time per element (the target is >= 0.9).
+void BM_ManyVsOneBig(benchmark::State& state) {
+  const int64_t tensors = state.range(0);
+  const int64_t numel = state.range(1);
+  try {
+    Optimizer big = make_adam(Backend::kCpu, 1, tensors * numel);
+    Optimizer many = make_adam(Backend::kCpu, tensors, numel);
+    StepTimes big_times;
+    StepTimes many_times;
+    for (auto _ : state) {
+      time_step(big_times, [&] { big.step(); });
+      time_step(many_times, [&] { many.step(); });
+    }
+    const int64_t elements = tensors * numel;
+    state.counters["many_ns/elem"] = many_times.median_ns(elements);
+    state.counters["big_ns/elem"] = big_times.median_ns(elements);
+    state.counters["ratio"] = big_times.median_ns(elements) / many_times.median_ns(elements);
+    state.counters["ratio_min"] = big_times.min_ns(elements) / many_times.min_ns(elements);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+BENCHMARK(BM_ManyVsOneBig)
+    ->ArgNames({"tensors", "numel"})
+    ->Args({4096, 4096})
+    ->Args({65536, 256})
+    ->Iterations(30)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// The same for the hand-fused loop: how much of the many-tensor cost is the memory system's
+// (short streams in separate allocations) rather than fuseopt's per-tensor work. Also times
+// the arena layout (one allocation per array for all tensors): ratio_arena.
+void BM_HandManyVsOneBig(benchmark::State& state) {
+  const int64_t tensors = state.range(0);
+  const int64_t numel = state.range(1);
+  HandAdamData big(1, tensors * numel);
+  HandAdamData many(tensors, numel, Layout::kSeparate);
+  HandAdamData arena(tensors, numel, Layout::kArena);
+  for (int i = 0; i < 2; ++i) {
+    big.step();
+    many.step();
+    arena.step();
+  }
+  StepTimes big_times;
+  StepTimes many_times;
+  StepTimes arena_times;
+  for (auto _ : state) {
+    time_step(big_times, [&] { big.step(); });
+    time_step(many_times, [&] { many.step(); });
+    time_step(arena_times, [&] { arena.step(); });
+  }
+  const int64_t elements = tensors * numel;
+  state.counters["many_ns/elem"] = many_times.median_ns(elements);
+  state.counters["arena_ns/elem"] = arena_times.median_ns(elements);
+  state.counters["big_ns/elem"] = big_times.median_ns(elements);
+  state.counters["ratio"] = big_times.median_ns(elements) / many_times.median_ns(elements);
+  state.counters["ratio_min"] = big_times.min_ns(elements) / many_times.min_ns(elements);
+  state.counters["ratio_arena"] = big_times.median_ns(elements) / arena_times.median_ns(elements);
+}
+BENCHMARK(BM_HandManyVsOneBig)
+    ->ArgNames({"tensors", "numel"})
+    ->Args({4096, 4096})
+    ->Args({65536, 256})
+    ->Iterations(30)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// Per-tensor overhead without the memory system: 2^18 elements in all (28 bytes each: 7 MiB,
+// inside the 32 MiB L3), as one tensor and as 1024 tensors of 256. The difference in step
+// time divided by 1024 is what one small tensor costs beyond its elements.
+void BM_InCacheManyVsOne(benchmark::State& state) {
+  constexpr int64_t kTotal = int64_t{1} << 18;
+  const int64_t tensors = state.range(0);
+  try {
+    Optimizer one = make_adam(Backend::kCpu, 1, kTotal);
+    Optimizer many = make_adam(Backend::kCpu, tensors, kTotal / tensors);
+    StepTimes one_times;
+    StepTimes many_times;
+    for (auto _ : state) {
+      time_step(one_times, [&] { one.step(); });
+      time_step(many_times, [&] { many.step(); });
+    }
+    state.counters["one_ns/elem"] = one_times.median_ns(kTotal);
+    state.counters["many_ns/elem"] = many_times.median_ns(kTotal);
+    state.counters["ns/tensor"] = (many_times.median_ns(kTotal) - one_times.median_ns(kTotal)) *
+                                  static_cast<double>(kTotal) / static_cast<double>(tensors);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+BENCHMARK(BM_InCacheManyVsOne)
+    ->ArgName("tensors")
+    ->Arg(1024)
+    ->Iterations(200)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 // ---- JIT compile time -----------------------------------------------------------------------
 

@@ -46,7 +46,8 @@ class Optimizer {
   /// Adds a tensor whose parameter and gradient the optimizer allocates (zeroed; on the
   /// device for a device kernel).
   size_t add_tensor(int64_t numel);
-  /// Points a caller-owned tensor at new memory of the same size (states are kept).
+  /// Points a caller-owned tensor at new memory of the same size (states are kept); device
+  /// memory for a device kernel.
   void set_buffers(size_t tensor, float* param, const float* grad);
 
   size_t tensor_count() const;

@@ -42,6 +42,8 @@ constexpr size_t kShownElements = 2;  // per tensor in the table
 // What the sections found; the demo fails when any section did not go as it must.
 struct DemoResult {
   std::vector<std::string> failures;
+  int64_t timed_elements = int64_t{1} << 24;  ///< --size
+  double tune_budget_seconds = 15;            ///< --tune-budget
 };
 
 struct DemoSection {
@@ -213,16 +215,14 @@ void check_cpu_against_interpreter(DemoResult& result) {
   if (differing != 0) result.failures.push_back("the cpu backend does not match the interpreter");
 }
 
-constexpr int64_t kTimedElements = int64_t{1} << 24;
-
 // Tunes adamomentum's CPU schedule for this machine at the size the next section times,
 // recording the winner in the cache (`fuseopt cache ls`); a second demo finds it there.
-void tune_for_this_machine(DemoResult&) {
+void tune_for_this_machine(DemoResult& result) {
   const frontend::Rule rule = load_builtin_rule(kDemoRule);
   const ir::Kernel kernel = compile_rule(rule, rule.resolve_options());
   autotune::TuneSettings settings;
-  settings.sizes = {kTimedElements};
-  settings.budget_seconds = 15;
+  settings.sizes = {result.timed_elements};
+  settings.budget_seconds = result.tune_budget_seconds;
   for (const autotune::KeyReport& report : autotune::default_kernel_store().tune_cpu(kernel, settings)) {
     std::cout << "  " << report.size << " elements: ";
     switch (report.outcome) {
@@ -248,8 +248,8 @@ void tune_for_this_machine(DemoResult&) {
 
 // One large tensor, with the tuned schedule: the time per step against the streaming
 // bandwidth of this machine.
-void time_against_bandwidth(DemoResult&) {
-  constexpr int64_t kElements = kTimedElements;
+void time_against_bandwidth(DemoResult& result) {
+  const int64_t kElements = result.timed_elements;
   CompileOptions options;
   options.backend = Backend::kCpu;
   options.size_hint = kElements;  // picks the tuned schedule of this size's bucket
@@ -267,7 +267,7 @@ void time_against_bandwidth(DemoResult&) {
   const int64_t bytes = bench::kernel_traffic(optimizer.kernel().ir).bytes_per_element;
   const double gb_per_s = double(bytes) * double(kElements) / step_seconds / 1e9;
   const double triad = bench::measure_triad(optimizer.threads()).gb_per_s;
-  std::cout << "  " << optimizer.kernel().name << "\n  on 2^24 elements, " << optimizer.threads() << " threads: "
+  std::cout << "  " << optimizer.kernel().name << "\n  on " << kElements << " elements, " << optimizer.threads() << " threads: "
             << format("%.2f", step_seconds * 1e3) << " ms per step, "
             << format("%.2f", step_seconds * 1e9 / double(kElements)) << " ns/element\n"
             << "  " << bytes << " bytes/element moved: " << format("%.1f", gb_per_s) << " GB/s, "
@@ -291,20 +291,28 @@ constexpr DemoSection kSections[] = {
 CommandSpec demo_spec() {
   return {
       .name = "demo",
-      .synopsis = "",
+      .synopsis = "[--size N] [--tune-budget SECONDS]",
       .description =
           "The main job of fuseopt, in sections: checks every built-in rule, prints the IR\n"
           "of adamomentum, runs it for 5 steps on the reference interpreter over a small\n"
           "quadratic problem (loss, parameter and states), compiles it for this CPU and\n"
           "checks it against the interpreter on tensors of mixed sizes, tunes its schedule\n"
           "for this machine (kept in the cache: a second run finds it), and times it on\n"
-          "2^24 elements against the streaming bandwidth measured in the same process.\n"
+          "N elements against the streaming bandwidth measured in the same process.\n"
           "Exits 0 when every rule checks, the loss goes down and the backends agree.\n",
+      .flags =
+          {
+              {"--size", FlagKind::kValue, "N", "elements to tune for and time (default 2^24)"},
+              {"--tune-budget", FlagKind::kValue, "SECONDS", "time for tuning (default 15)"},
+          },
   };
 }
 
-int run_demo(const Args&) {
+int run_demo(const Args& args) {
   DemoResult result;
+  result.timed_elements = parse_integer(args.value_or("--size", "16777216"), "--size", 1, int64_t{1} << 32);
+  result.tune_budget_seconds = static_cast<double>(
+      parse_integer(args.value_or("--tune-budget", "15"), "--tune-budget", 1, 3600));
   for (size_t i = 0; i < std::size(kSections); ++i) {
     if (i) std::cout << "\n";
     std::cout << "== " << kSections[i].title << "\n";

@@ -113,8 +113,7 @@ CommandSpec emit_spec() {
               {"--cubin", FlagKind::kSwitch, "", "write the cubin compiled by NVRTC (needs -o)"},
               {"--ptx", FlagKind::kSwitch, "", "write or print the PTX compiled by NVRTC"},
               {"--arch", FlagKind::kValue, "ARCH",
-               "with --cubin: sm_XX (default sm_90); with --ptx: sm_XX or compute_XX "
-               "(default compute_90)"},
+               "sm_XX, or compute_XX for --ptx (default sm_90, --ptx compute_90)"},
               {"-o", FlagKind::kValue, "FILE", "with --cubin or --ptx: the file to write"},
               {"--option", FlagKind::kRepeated, "NAME=VALUE",
                "set an option: true, false or an integer (repeatable)"},
