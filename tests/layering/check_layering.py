@@ -21,6 +21,11 @@ ALLOWED = {
     "autotune": {"support", "ir", "codegen/halide", "codegen/cuda", "runtime", "runtime/cuda"},
     "api": {"support", "ir", "rules", "frontend", "codegen/halide", "codegen/cuda", "runtime",
             "runtime/cuda", "autotune"},
+    # Kernel packs: the reader and loader (pack/) stay runtime-only; the builder
+    # (pack/build/) may use everything but the api.
+    "pack": {"support", "ir", "rules", "frontend", "runtime"},
+    "pack/build": {"support", "ir", "rules", "frontend", "codegen/halide", "codegen/cuda",
+                   "runtime", "runtime/cuda", "autotune", "pack"},
 }
 LAYERS = sorted(ALLOWED, key=len, reverse=True)  # longest first: runtime/cuda before runtime
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)

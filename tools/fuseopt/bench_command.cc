@@ -248,6 +248,10 @@ CommandSpec bench_spec() {
           "prints the time per step and per element, the bytes per element, GB/s and the\n"
           "fraction of the streaming bandwidth. Figures only: nothing is judged.\n"
           "\n"
+          "The compile time is the time to get the kernel: a Halide compile (about a second\n"
+          "for the first in a process) on a cache miss, a load from the cache database\n"
+          "(milliseconds) on a hit; FUSEOPT_CACHE=$(mktemp -d) gives a cold compile.\n"
+          "\n"
           "Bytes per element come from the kernel's IR: per phase, 4 bytes for each buffer\n"
           "read, each buffer written, and each buffer written without being read\n"
           "(write-allocate), summed over phases (Adam: 28). The triad, counted the same way,\n"
@@ -313,6 +317,10 @@ int run_bench(const Args& args) {
   CompileOptions compile_options;
   compile_options.backend = backend;
   compile_options.options = option_flags;
+  // The schedule `fuseopt tune` chose for this size, where it tuned one (the kernel's name
+  // spells the schedule).
+  compile_options.size_hint = tensors * size;
+  compile_options.tensor_count = tensors;
   const Clock::time_point compile_start = Clock::now();
   std::shared_ptr<const runtime::CompiledKernel> kernel =
       fuseopt::compile_rule(rule_arg, compile_options);

@@ -43,7 +43,7 @@ constexpr Subcommand kSubcommands[] = {
     {"bench", "time steps and compare with the memory bandwidth", bench_spec, run_bench, true},
     {"tune", "autotune kernels and record the winners in the cache", tune_spec, run_tune, true},
     {"cache", "inspect and manage the cache database", cache_spec, run_cache, true},
-    {"pack", "build, list and check kernel packs", pack_spec, run_not_built, false},
+    {"pack", "build, list and check kernel packs", pack_spec, run_pack, true},
 };
 
 const Subcommand* find_subcommand(const std::string& name) {

@@ -42,9 +42,11 @@ int run_tune(const Args& args);
 CommandSpec cache_spec();
 int run_cache(const Args& args);
 
+CommandSpec pack_spec();
+int run_pack(const Args& args);
+
 // The subcommands of the contract whose backends do not exist yet (planned_commands.cc).
 
-CommandSpec pack_spec();
 /// Throws EnvironmentError saying that `args.command()` is not built yet.
 int run_not_built(const Args& args);
 
