@@ -10,7 +10,7 @@ time, ns per element and GB/s in fuseopt's bytes convention: 28 bytes per elemen
 Adam (param, exp_avg, exp_avg_sq read and written, grad read). That counts the traffic a
 fused kernel needs; torch's unfused paths move more, which is what the figures show.
 
-    /usr/bin/python3 bench/torch_cpu.py            # about 2 minutes on 2 cores
+    /usr/bin/python3 bench/torch_cpu.py            # under a minute on 2 cores
     /usr/bin/python3 bench/torch_cpu.py --json
 """
 
@@ -97,9 +97,9 @@ def bench_one(torch, impl, tensors, numel, steps):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (2)")
-    parser.add_argument("--steps", type=int, default=5,
-                        help="timed steps per run (5; the for-loop and foreach on more than "
-                             "10000 tensors take 3)")
+    parser.add_argument("--steps", type=int, default=10,
+                        help="timed steps per run (10; the for-loop and foreach on more than "
+                             "10000 tensors take at most 5)")
     parser.add_argument("--configs", default=DEFAULT_CONFIGS,
                         help=f"KxN tensors x elements, comma-separated ({DEFAULT_CONFIGS})")
     parser.add_argument("--impl", action="append", choices=["forloop", "foreach", "fused"],
@@ -123,7 +123,7 @@ def main():
                 continue
             steps = args.steps
             if impl != "fused" and tensors > 10000:
-                steps = max(1, min(steps, 3))
+                steps = max(1, min(steps, 5))
             results.append(bench_one(torch, impl, tensors, numel, steps))
             if not args.json:
                 r = results[-1]

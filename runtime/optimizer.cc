@@ -140,6 +140,8 @@ struct Optimizer::Impl {
   /// Phase scalar inputs, tensor-major: rows of input_counts[phase] floats, packed as
   /// GroupArgs wants (sized for the phase with the most).
   std::vector<float> scalar_inputs;
+  /// Per tensor, the tensor whose phase-0 scalar row it shares (itself when it has its own).
+  std::vector<size_t> representative;
   /// Chunk-major, max_reductions each (grouped: tensor-major, combined by the kernel).
   std::vector<double> partials;
 
@@ -407,14 +409,38 @@ struct Optimizer::Impl {
     for (Tensor& tensor : tensors) {
       if (tensor.t == 0) initialize(tensor);
     }
+    // A one-phase kernel without scalar stores needs its host state only for the scalar row
+    // of phase 0, which depends on nothing but t, numel and the scalar states: a tensor equal
+    // in those to the one before it shares that tensor's row. A group of thousands of
+    // equal-sized tensors then evaluates its prologue once per step, not once per tensor.
+    const bool share_rows = phase_count == 1 && ir->scalar_stores.empty();
+    representative.resize(tensors.size());
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      representative[i] = i;
+      if (share_rows && i > 0) {
+        const Tensor& a = tensors[i - 1];
+        const Tensor& b = tensors[i];
+        if (a.t == b.t && a.numel == b.numel && a.scalars == b.scalars) {
+          representative[i] = representative[i - 1];
+        }
+      }
+    }
     for_each_tensor([&](size_t i) {
       Tensor& tensor = tensors[i];
       for (size_t b = 0; b < ir->buffers.size(); ++b) {
         bases[i * ir->buffers.size() + b] = buffer(tensor, b);
       }
+      if (representative[i] != i) return;
       host_steps[i].start(hypers, tensor.t + 1, tensor.numel, tensor.scalars);
       prepare_phase(0, i);
     });
+    if (share_rows) {
+      const size_t n = input_counts[0];
+      for (size_t i = 0; i < tensors.size(); ++i) {
+        if (representative[i] == i || n == 0) continue;
+        std::copy_n(scalar_inputs.data() + representative[i] * n, n, scalar_inputs.data() + i * n);
+      }
+    }
     for (size_t phase = 0; phase < phase_count; ++phase) {
       if (grouped) {
         run_group_phase(phase);
