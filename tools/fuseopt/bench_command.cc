@@ -93,6 +93,8 @@ struct BenchResult {
   int64_t size = 0;
   int threads = 0;
   double compile_seconds = 0;
+  /// Getting the kernel plus the first step (states initialised): the time to the first step.
+  double first_step_seconds = 0;
   int64_t steps = 0;
   double step_seconds = 0;  // median
   double min_step_seconds = 0;
@@ -155,6 +157,9 @@ std::string text_report(const BenchResult& r) {
     line("threads", std::to_string(r.threads));
   }
   line("compile", format_figure(r.compile_seconds * 1e3) + " ms");
+  line("first step", format_figure(r.first_step_seconds * 1e3) +
+                         " ms to the end of the first step (the kernel, then one step; "
+                         "cold with an empty cache, warm when the cache has the kernel)");
   line("steps", std::to_string(r.steps) + " timed after " + std::to_string(kWarmupSteps) +
                     " warm-up steps: median " + format_figure(r.step_seconds * 1e3) +
                     " ms per step (min " + format_figure(r.min_step_seconds * 1e3) +
@@ -206,6 +211,7 @@ std::string json_report(const BenchResult& r) {
   w.key("threads").value(r.threads);
   if (r.gpu) w.key("device").value(r.device);
   w.key("compile_ms").value(r.compile_seconds * 1e3);
+  w.key("first_step_ms").value(r.first_step_seconds * 1e3);
   w.key("warmup_steps").value(kWarmupSteps);
   w.key("steps").value(r.steps);
   w.key("step_ms").value(r.step_seconds * 1e3);
@@ -331,6 +337,7 @@ int run_bench(const Args& args) {
   const bool gpu = backend == Backend::kCuda;
   int64_t steps = kMinSteps;
   std::vector<double> times;
+  double first_step_seconds = 0;
   {
     Optimizer optimizer(kernel, hypers, threads);
     const int fill_threads = tensors == 1 ? threads : 1;
@@ -363,7 +370,10 @@ int run_bench(const Args& args) {
 
     // The first step initialises the states and touches every page.
     double last_warmup = 0;
-    for (int i = 0; i < kWarmupSteps; ++i) last_warmup = timed_step();
+    for (int i = 0; i < kWarmupSteps; ++i) {
+      last_warmup = timed_step();
+      if (i == 0) first_step_seconds = last_warmup;
+    }
     if (fixed_steps) {
       steps = *fixed_steps;
     } else if (last_warmup > 0) {
@@ -385,6 +395,7 @@ int run_bench(const Args& args) {
   result.size = size;
   result.threads = threads;
   result.compile_seconds = compile_seconds;
+  result.first_step_seconds = compile_seconds + first_step_seconds;
   result.steps = steps;
   result.step_seconds = median(times);
   result.min_step_seconds = *std::min_element(times.begin(), times.end());
