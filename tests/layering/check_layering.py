@@ -22,9 +22,9 @@ ALLOWED = {
     "api": {"support", "ir", "rules", "frontend", "codegen/halide", "codegen/cuda", "runtime",
             "runtime/cuda", "autotune"},
     # Kernel packs: the reader and loader (pack/) stay runtime-only; the builder
-    # (pack/build/) may use everything but the api.
+    # (pack/builder/) may use everything but the api.
     "pack": {"support", "ir", "rules", "frontend", "runtime"},
-    "pack/build": {"support", "ir", "rules", "frontend", "codegen/halide", "codegen/cuda",
+    "pack/builder": {"support", "ir", "rules", "frontend", "codegen/halide", "codegen/cuda",
                    "runtime", "runtime/cuda", "autotune", "pack"},
 }
 LAYERS = sorted(ALLOWED, key=len, reverse=True)  # longest first: runtime/cuda before runtime

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "autotune/cache_location.h"
-#include "pack/build/pack_builder.h"
-#include "pack/build/pack_signing.h"
+#include "pack/builder/pack_builder.h"
+#include "pack/builder/pack_signing.h"
 #include "pack/pack_reader.h"
 #include "support/error.h"
 #include "tools/fuseopt/subcommands.h"
