@@ -3,7 +3,7 @@
 // Adam on one big tensor and on many small ones, the interpreter for reference, and the JIT
 // compile time of every built-in rule. Figures are printed, never asserted.
 //
-//   fuseopt_cpu_bench                                 # everything (about two minutes)
+//   fuseopt_cpu_bench                                 # everything (about 30 s on 2 cores)
 //   fuseopt_cpu_bench --benchmark_filter=Adam         # one family
 //   fuseopt_cpu_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 //
