@@ -45,9 +45,4 @@ int run_cache(const Args& args);
 CommandSpec pack_spec();
 int run_pack(const Args& args);
 
-// The subcommands of the contract whose backends do not exist yet (planned_commands.cc).
-
-/// Throws EnvironmentError saying that `args.command()` is not built yet.
-int run_not_built(const Args& args);
-
 }  // namespace fuseopt::tools
