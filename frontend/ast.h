@@ -74,8 +74,21 @@ struct StateDecl {
   SourceRange init_range;
   std::string dtype = "f32";
   SourceRange dtype_range;
+  bool stochastic = false;  ///< `stochastic` after the storage type
+  SourceRange stochastic_range;
   std::string when;       ///< empty: always exists
   SourceRange when_range;
+};
+
+/// `param : DTYPE [stochastic]` or `grad : DTYPE`: how the parameter or gradient is stored.
+struct StorageDecl {
+  SourceRange range;
+  std::string buffer;  ///< "param" or "grad"
+  SourceRange buffer_range;
+  std::string dtype;
+  SourceRange dtype_range;
+  bool stochastic = false;
+  SourceRange stochastic_range;
 };
 
 struct ScalarDecl {
@@ -92,6 +105,7 @@ struct Module {
   std::vector<OptionDecl> options;
   std::vector<StateDecl> states;
   std::vector<ScalarDecl> scalars;
+  std::vector<StorageDecl> storages;  ///< param and grad storage declarations
   std::vector<SourceRange> step_ranges;  ///< the `step` keyword of each step block
   std::vector<StmtPtr> step;             ///< the first step block's statements
 };

@@ -5,6 +5,7 @@
 #include "frontend/sema.h"
 #include "ir/eval.h"
 #include "support/error.h"
+#include "support/low_precision.h"
 
 namespace fuseopt::frontend {
 namespace {
@@ -116,6 +117,15 @@ class Lowerer {
       }
       kernel_.buffers.push_back(buffer);
       values_[s.name] = initial_[s.name] = ir::make_load(s.name);
+    }
+    // Storage types last: a stochastic one adds the rounding_seed hyper after the rule's own.
+    for (const auto& s : module_.storages) {
+      ir::set_buffer_storage(kernel_, s.buffer, *parse_storage_type(s.dtype), s.stochastic);
+    }
+    for (const auto& s : module_.states) {
+      if (kernel_.find_buffer(s.name) != nullptr) {
+        ir::set_buffer_storage(kernel_, s.name, *parse_storage_type(s.dtype), s.stochastic);
+      }
     }
     for (const auto& s : module_.scalars) {
       kernel_.scalars.push_back({s.name, s.init});

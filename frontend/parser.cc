@@ -110,8 +110,14 @@ class Parser {
       case TokenKind::kState: return parse_state_decl();
       case TokenKind::kScalar: return parse_scalar_decl();
       case TokenKind::kStep: return parse_step_block();
+      case TokenKind::kIdentifier:
+        if ((peek().text == "param" || peek().text == "grad") && tokens_[pos_ + 1].kind == TokenKind::kColon) {
+          return parse_storage_decl();
+        }
+        [[fallthrough]];
       default:
-        return fail("a declaration ('rule', 'hyper', 'option', 'state', 'scalar') or 'step'");
+        return fail("a declaration ('rule', 'hyper', 'option', 'state', 'scalar', "
+                    "'param :', 'grad :') or 'step'");
     }
   }
 
@@ -207,7 +213,10 @@ class Parser {
       }
     }
     if (accept(TokenKind::kColon)) {
-      if (!expect_name(decl.dtype, decl.dtype_range, "a storage type (f32)")) return false;
+      if (!expect_name(decl.dtype, decl.dtype_range, "a storage type (f32, bf16, f16)")) {
+        return false;
+      }
+      decl.stochastic = accept_word("stochastic", decl.stochastic_range);
     }
     if (accept(TokenKind::kWhen)) {
       if (!expect_name(decl.when, decl.when_range, "a boolean option after 'when'")) return false;
@@ -215,6 +224,29 @@ class Parser {
     decl.range = SourceRange::cover(start, previous_range());
     module_.states.push_back(std::move(decl));
     return expect_statement_end();
+  }
+
+  // storage_decl := ('param' | 'grad') ':' NAME ['stochastic']
+  bool parse_storage_decl() {
+    ast::StorageDecl decl;
+    const Token& buffer = advance();
+    decl.buffer = buffer.text;
+    decl.buffer_range = buffer.range;
+    advance();  // ':'
+    if (!expect_name(decl.dtype, decl.dtype_range, "a storage type (f32, bf16, f16)")) {
+      return false;
+    }
+    decl.stochastic = accept_word("stochastic", decl.stochastic_range);
+    decl.range = SourceRange::cover(decl.buffer_range, previous_range());
+    module_.storages.push_back(std::move(decl));
+    return expect_statement_end();
+  }
+
+  // A contextual word (an identifier that is not a keyword, such as `stochastic`).
+  bool accept_word(const char* word, SourceRange& range) {
+    if (!at(TokenKind::kIdentifier) || peek().text != word) return false;
+    range = advance().range;
+    return true;
   }
 
   // scalar_decl := 'scalar' NAME '=' signed_number

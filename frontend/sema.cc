@@ -4,7 +4,9 @@
 #include <optional>
 #include <set>
 
+#include "ir/kernel.h"
 #include "support/edit_distance.h"
+#include "support/low_precision.h"
 
 namespace fuseopt::frontend {
 namespace {
@@ -63,6 +65,7 @@ class Checker {
     check_rule_line();
     declare_builtins();
     declare_all();
+    check_storages();
     check_step_presence();
     scopes_.emplace_back();
     // After an error, a statement may have been dropped: "never used" would be noise.
@@ -127,6 +130,11 @@ class Checker {
 
   void declare_all() {
     for (const auto& h : module_.hypers) {
+      if (h.name == ir::kRoundingSeedHyper) {
+        diags_.error(h.name_range, std::string("'") + ir::kRoundingSeedHyper +
+                                       "' is reserved: it seeds stochastic rounding");
+        continue;
+      }
       declare(h.name, h.name_range, {SymbolKind::kHyper, {}, {false, false}, false});
     }
     for (const auto& o : module_.options) {
@@ -155,13 +163,7 @@ class Checker {
         it->second.used = true;
       }
     }
-    if (s.dtype != "f32") {
-      if (s.dtype == "bf16" || s.dtype == "f16") {
-        diags_.error(s.dtype_range, "storage type '" + s.dtype + "' is not supported yet; use f32");
-      } else {
-        report_unknown(s.dtype, s.dtype_range, {"f32", "bf16", "f16"}, "unknown storage type; ");
-      }
-    }
+    check_storage(s.dtype, s.dtype_range, s.stochastic, s.stochastic_range);
     if (!s.when.empty()) {
       const ast::OptionDecl* option = nullptr;
       for (const auto& o : module_.options) {
@@ -175,6 +177,33 @@ class Checker {
         diags_.error(s.when_range, "'when' needs a boolean option; '" + s.when + "' is an integer");
       } else {
         symbols_[s.when].used = true;
+      }
+    }
+  }
+
+  // A storage type name, and `stochastic` only where a store rounds (bf16 and f16).
+  void check_storage(const std::string& dtype, SourceRange dtype_range, bool stochastic,
+                     SourceRange stochastic_range) {
+    const auto type = parse_storage_type(dtype);
+    if (!type) {
+      report_unknown(dtype, dtype_range, {"f32", "bf16", "f16"}, "unknown storage type; ");
+    } else if (stochastic && *type == StorageType::kF32) {
+      diags_.error(stochastic_range, "stochastic rounding needs a bf16 or f16 storage type; "
+                                     "f32 stores are exact");
+    }
+  }
+
+  void check_storages() {
+    bool seen_param = false, seen_grad = false;
+    for (const auto& s : module_.storages) {
+      bool& seen = s.buffer == "param" ? seen_param : seen_grad;
+      if (seen) diags_.error(s.buffer_range, "second storage declaration of '" + s.buffer + "'");
+      seen = true;
+      check_storage(s.dtype, s.dtype_range, s.stochastic, s.stochastic_range);
+      if (s.stochastic && s.buffer == "grad") {
+        diags_.error(s.stochastic_range,
+                     "the grad is read only, so it is never rounded; 'stochastic' applies to "
+                     "param and states");
       }
     }
   }

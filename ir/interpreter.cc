@@ -5,6 +5,7 @@
 #include "ir/interpreter.h"
 
 #include <algorithm>
+#include <cmath>
 #include <unordered_map>
 
 #include "ir/eval.h"
@@ -39,6 +40,7 @@ struct ElementInstr {
   UnaryOp unary_op = UnaryOp::kNeg;
   BinaryOp binary_op = BinaryOp::kAdd;
   int buffer = -1;
+  StorageType storage = StorageType::kF32;  // kLoad: values not f32 are widened into a register
   int slot = -1;
   int a = -1, b = -1, c = -1;
 };
@@ -52,6 +54,15 @@ struct ReductionSlot {
 struct StoreSlot {
   int buffer = -1;
   int reg = -1;
+  StorageType storage = StorageType::kF32;
+  bool stochastic = false;
+};
+
+// Where a run of elements sits in its tensor, and the rounding stream keys of its buffers
+// (indexed like Kernel::buffers; read only for stochastic stores).
+struct ElementPosition {
+  int64_t first_index = 0;
+  const uint32_t* keys = nullptr;
 };
 
 struct CompiledPhase {
@@ -165,6 +176,7 @@ class Compiler {
         instr.kind = ElementInstr::Kind::kLoad;
         instr.buffer = kernel_.buffer_index(e->name);
         FUSEOPT_CHECK(instr.buffer >= 0, "interpreter: unknown buffer '" + e->name + "'");
+        instr.storage = kernel_.buffers[static_cast<size_t>(instr.buffer)].storage;
         break;
       case NodeKind::kCast:
         instr.kind = ElementInstr::Kind::kBroadcast;
@@ -231,8 +243,11 @@ void run_host(const std::vector<HostInstr>& code, std::vector<double>& slots) {
 
 // Runs a phase's element code over `count` elements of `buffers` (pointers at the first
 // element), accumulating each reduction into `accumulators` in element order.
+// Buffers stored as bf16 or f16 hold, in this float memory, values of that type: loads round
+// them to it (a no-op for values the type holds), stores round the result to it.
 void run_elements(const CompiledPhase& phase, const std::vector<double>& slots, int64_t count,
-                  float* const* buffers, double* accumulators, Scratch& scratch) {
+                  float* const* buffers, double* accumulators, Scratch& scratch,
+                  const ElementPosition& position) {
   const size_t instructions = phase.elements.size();
   scratch.reserve(instructions, phase.stores.size());
   float* registers = scratch.registers.data();
@@ -252,9 +267,16 @@ void run_elements(const CompiledPhase& phase, const std::vector<double>& slots, 
       const ElementInstr& instr = phase.elements[i];
       float* out = registers + i * kBlock;
       switch (instr.kind) {
-        case ElementInstr::Kind::kLoad:
-          values[i] = buffers[static_cast<size_t>(instr.buffer)] + start;
+        case ElementInstr::Kind::kLoad: {
+          const float* in = buffers[static_cast<size_t>(instr.buffer)] + start;
+          if (instr.storage == StorageType::kF32) {
+            values[i] = in;
+            break;
+          }
+          for (int64_t j = 0; j < n; ++j) out[j] = round_to_storage(in[j], instr.storage);
+          values[i] = out;
           break;
+        }
         case ElementInstr::Kind::kBroadcast:
           break;
         case ElementInstr::Kind::kUnary:
@@ -291,8 +313,21 @@ void run_elements(const CompiledPhase& phase, const std::vector<double>& slots, 
     // Every store of the block is computed before any is written: a value may still be
     // a view of a buffer that another store overwrites.
     for (size_t s = 0; s < phase.stores.size(); ++s) {
-      const float* value = values[static_cast<size_t>(phase.stores[s].reg)];
-      std::copy(value, value + n, staged + s * kBlock);
+      const StoreSlot& store = phase.stores[s];
+      const float* value = values[static_cast<size_t>(store.reg)];
+      float* out = staged + s * kBlock;
+      if (store.storage == StorageType::kF32) {
+        std::copy(value, value + n, out);
+      } else if (!store.stochastic) {
+        for (int64_t j = 0; j < n; ++j) out[j] = round_to_storage(value[j], store.storage);
+      } else {
+        const uint32_t key = position.keys[store.buffer];
+        const auto first = static_cast<uint64_t>(position.first_index + start);
+        for (int64_t j = 0; j < n; ++j) {
+          const uint32_t random = rounding_random(key, first + static_cast<uint64_t>(j));
+          out[j] = round_to_storage(value[j], store.storage, true, random);
+        }
+      }
     }
     for (size_t s = 0; s < phase.stores.size(); ++s) {
       std::copy(staged + s * kBlock, staged + s * kBlock + n,
@@ -302,6 +337,18 @@ void run_elements(const CompiledPhase& phase, const std::vector<double>& slots, 
 }
 
 }  // namespace
+
+uint64_t rounding_seed(const Kernel& kernel, std::span<const double> hypers) {
+  const int index = kernel.hyper_index(kRoundingSeedHyper);
+  FUSEOPT_CHECK(index >= 0 && static_cast<size_t>(index) < hypers.size(),
+                "rounding_seed: the kernel has no rounding_seed hyper");
+  const double value = hypers[static_cast<size_t>(index)];
+  if (!(value >= 0 && value < 0x1p53 && value == std::floor(value))) {
+    throw UserError(std::string("the hyper ") + kRoundingSeedHyper +
+                    " must be an integer in [0, 2^53), got " + std::to_string(value));
+  }
+  return static_cast<uint64_t>(value);
+}
 
 Interpreter::Interpreter(Kernel kernel) : kernel_(std::move(kernel)) {
   verify(kernel_);
@@ -333,8 +380,10 @@ Interpreter::Interpreter(Kernel kernel) : kernel_(std::move(kernel)) {
       compiled.reductions.push_back({reduction.op, reg, slot});
     }
     for (const Store& store : phase.stores) {
-      compiled.stores.push_back(
-          {kernel_.buffer_index(store.target), compiler.element(store.value, compiled, done)});
+      const int buffer = kernel_.buffer_index(store.target);
+      const BufferDecl& decl = kernel_.buffers[static_cast<size_t>(buffer)];
+      compiled.stores.push_back({buffer, compiler.element(store.value, compiled, done),
+                                 decl.storage, decl.stochastic});
     }
     // Results are bound after the phase's element code: only later phases may read them.
     for (size_t i = 0; i < phase.reductions.size(); ++i) {
@@ -379,6 +428,11 @@ void Interpreter::initialize(TensorArgs& tensor, std::span<const double> hypers,
         break;
       }
     }
+    // A state starts as the nearest value its storage type holds (never stochastically:
+    // the first value does not depend on a seed).
+    if (buffer.storage != StorageType::kF32) {
+      for (size_t k = 0; k < n; ++k) data[k] = round_to_storage(data[k], buffer.storage);
+    }
   }
   tensor.scalars.resize(kernel_.scalars.size());
   for (size_t i = 0; i < kernel_.scalars.size(); ++i) tensor.scalars[i] = kernel_.scalars[i].init;
@@ -394,8 +448,14 @@ void Interpreter::step(std::span<TensorArgs> tensors, std::span<const double> hy
   Scratch scratch;
   std::vector<double> slots;
   std::vector<double> accumulators;
+  std::vector<uint32_t> keys(kernel_.buffers.size());
+  const uint64_t seed = kernel_.has_stochastic_store() ? rounding_seed(kernel_, hypers) : 0;
 
-  for (TensorArgs& tensor : tensors) {
+  for (size_t tensor_index = 0; tensor_index < tensors.size(); ++tensor_index) {
+    TensorArgs& tensor = tensors[tensor_index];
+    for (size_t b = 0; b < keys.size(); ++b) {
+      keys[b] = rounding_stream_key(seed, t, rounding_stream(tensor_index, b));
+    }
     FUSEOPT_CHECK(tensor.buffers.size() == kernel_.buffers.size(), "step: wrong buffer count");
     FUSEOPT_CHECK(tensor.scalars.size() == kernel_.scalars.size(),
                   "step: wrong scalar-state count (was initialize() called?)");
@@ -418,7 +478,7 @@ void Interpreter::step(std::span<TensorArgs> tensors, std::span<const double> hy
         accumulators[r] = reduce_identity(phase.reductions[r].op);
       }
       run_elements(phase, slots, tensor.numel, tensor.buffers.data(), accumulators.data(),
-                   scratch);
+                   scratch, {0, keys.data()});
       for (size_t r = 0; r < phase.reductions.size(); ++r) {
         slots[static_cast<size_t>(phase.reductions[r].slot)] = accumulators[r];
       }
@@ -435,6 +495,15 @@ void Interpreter::step(std::span<TensorArgs> tensors, std::span<const double> hy
 void Interpreter::run_phase_chunk(size_t phase, int64_t count, float* const* buffers,
                                   std::span<const double> scalar_inputs,
                                   double* partials) const {
+  FUSEOPT_CHECK(!kernel_.has_stochastic_store(),
+                "run_phase_chunk: a kernel with stochastic stores needs the chunk's position "
+                "and rounding keys");
+  run_phase_chunk(phase, count, buffers, scalar_inputs, partials, 0, {});
+}
+
+void Interpreter::run_phase_chunk(size_t phase, int64_t count, float* const* buffers,
+                                  std::span<const double> scalar_inputs, double* partials,
+                                  int64_t first_index, std::span<const uint32_t> keys) const {
   const Program& program = *program_;
   FUSEOPT_CHECK(phase < program.phases.size(), "run_phase_chunk: no phase " +
                                                    std::to_string(phase));
@@ -458,7 +527,9 @@ void Interpreter::run_phase_chunk(size_t phase, int64_t count, float* const* buf
   for (size_t r = 0; r < compiled.reductions.size(); ++r) {
     partials[r] = reduce_identity(compiled.reductions[r].op);
   }
-  run_elements(compiled, slots, count, buffers, partials, scratch);
+  FUSEOPT_CHECK(!kernel_.has_stochastic_store() || keys.size() == kernel_.buffers.size(),
+                "run_phase_chunk: expected one rounding key per buffer");
+  run_elements(compiled, slots, count, buffers, partials, scratch, {first_index, keys.data()});
 }
 
 Interpreter::HostStep::HostStep(const Interpreter& interpreter)

@@ -1,6 +1,11 @@
 // The reference interpreter: runs a Kernel exactly as the IR defines it (f64 host scalars,
 // f32 element math, reductions accumulated in f64 in element order, tensors one after
 // another). Every backend is tested against it.
+//
+// Buffers are float arrays whatever their storage type: a bf16 or f16 buffer holds values of
+// that type (support/low_precision.h), which loads take as they are and stores round to, to
+// nearest even or stochastically. Backends store those types in two bytes and must produce
+// the same values.
 #pragma once
 
 #include <cstdint>
@@ -52,6 +57,12 @@ class Interpreter {
   /// leaves it). Safe to call from several threads at once.
   void run_phase_chunk(size_t phase, int64_t count, float* const* buffers,
                        std::span<const double> scalar_inputs, double* partials) const;
+  /// The same for kernels with stochastic stores: the chunk starts at element `first_index`
+  /// of its tensor, and `keys` holds one rounding stream key per Kernel::buffers entry
+  /// (rounding_stream_key(rounding_seed(...), t, rounding_stream(tensor, buffer))).
+  void run_phase_chunk(size_t phase, int64_t count, float* const* buffers,
+                       std::span<const double> scalar_inputs, double* partials,
+                       int64_t first_index, std::span<const uint32_t> keys) const;
 
   /// The host side of one tensor's step, computed exactly as step() does: start(), then per
   /// phase run_prologue(), scalar_inputs() and set_reductions(), then finish(). Reusable
@@ -81,6 +92,10 @@ class Interpreter {
   Kernel kernel_;
   std::shared_ptr<const Program> program_;
 };
+
+/// The seed of a kernel's rounding stream: its rounding_seed hyper's value in `hypers`
+/// (Kernel::hypers order). A UserError unless it is an integer in [0, 2^53).
+uint64_t rounding_seed(const Kernel& kernel, std::span<const double> hypers);
 
 /// Evaluates a host expression (f64 or bool, bools as 0 or 1) with eval.h's arithmetic;
 /// `lookup` gives each Var's value. Each node is evaluated once per call, however often the

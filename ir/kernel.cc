@@ -5,6 +5,7 @@
 #include <set>
 
 #include "ir/rewrite.h"
+#include "support/error.h"
 
 namespace fuseopt::ir {
 
@@ -48,6 +49,35 @@ int index_by_name(const Decls& decls, const std::string& name) {
 int Kernel::buffer_index(const std::string& name) const { return index_by_name(buffers, name); }
 int Kernel::hyper_index(const std::string& name) const { return index_by_name(hypers, name); }
 int Kernel::scalar_index(const std::string& name) const { return index_by_name(scalars, name); }
+
+bool Kernel::has_stochastic_store() const {
+  for (const BufferDecl& buffer : buffers) {
+    if (buffer.stochastic) return true;
+  }
+  return false;
+}
+
+void set_buffer_storage(Kernel& kernel, const std::string& name, StorageType storage,
+                        bool stochastic) {
+  const int index = kernel.buffer_index(name);
+  if (index < 0) {
+    std::string known;
+    for (const BufferDecl& buffer : kernel.buffers) known += (known.empty() ? "" : ", ") + buffer.name;
+    throw UserError("rule '" + kernel.rule + "' has no buffer '" + name + "' (it has " + known + ")");
+  }
+  BufferDecl& buffer = kernel.buffers[static_cast<size_t>(index)];
+  if (stochastic && storage == StorageType::kF32) {
+    throw UserError("stochastic rounding of '" + name + "' needs bf16 or f16 storage, not f32");
+  }
+  if (stochastic && buffer.role == BufferRole::kGrad) {
+    throw UserError("the grad is never stored, so it cannot round stochastically");
+  }
+  buffer.storage = storage;
+  buffer.stochastic = stochastic;
+  if (stochastic && kernel.hyper_index(kRoundingSeedHyper) < 0) {
+    kernel.hypers.push_back({kRoundingSeedHyper, 0.0});
+  }
+}
 
 std::vector<std::string> phase_scalar_inputs(const Phase& phase) {
   std::set<std::string> names;

@@ -31,9 +31,17 @@ struct StateInit {
 struct BufferDecl {
   std::string name;  ///< "param", "grad", or the state's name
   BufferRole role = BufferRole::kState;
+  /// Loads widen exactly; the step's final value is rounded to it when stored.
   StorageType storage = StorageType::kF32;
   StateInit init;    ///< kState only
+  /// Stores round stochastically (bf16 and f16 only; never the grad, which is not stored),
+  /// drawing from the stream of rounding_stream_key(rounding_seed, t, stream).
+  bool stochastic = false;
 };
+
+/// The hyper every kernel with a stochastic store has: the seed of its rounding stream (an
+/// integer in [0, 2^53), default 0). Changing it never recompiles.
+inline constexpr const char* kRoundingSeedHyper = "rounding_seed";
 
 struct HyperDecl {
   std::string name;
@@ -99,7 +107,20 @@ struct Kernel {
   int buffer_index(const std::string& name) const;  ///< -1 when absent
   int hyper_index(const std::string& name) const;
   int scalar_index(const std::string& name) const;
+  bool has_stochastic_store() const;
 };
+
+/// Sets how buffer `name` is stored (a rule's declaration, or a per-run choice such as
+/// CompileOptions::storage), adding the rounding_seed hyper when a store becomes stochastic.
+/// Throws UserError for an unknown buffer, stochastic f32 storage or a stochastic grad.
+void set_buffer_storage(Kernel& kernel, const std::string& name, StorageType storage,
+                        bool stochastic);
+
+/// The stream number of buffer `buffer` of the `tensor`-th tensor of a group: the tensors
+/// of a group and the buffers of a tensor draw from different streams.
+constexpr uint32_t rounding_stream(uint64_t tensor, size_t buffer) {
+  return static_cast<uint32_t>(tensor << 6) ^ static_cast<uint32_t>(buffer);
+}
 
 /// The scalar names a phase's element code reads (hypers, `t`, `numel`, scalar states,
 /// temporaries, reductions of earlier phases), sorted by name. Backends receive their values

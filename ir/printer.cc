@@ -148,7 +148,8 @@ std::string print_kernel(const Kernel& kernel) {
       for (const Store& store : phase.stores) written = written || store.target == buffer.name;
     }
     out += "buffer " + buffer.name + ": " + role_spelling(buffer.role) + " " +
-           spelling(buffer.storage) + (written ? " inout" : " in");
+           spelling(buffer.storage) + (buffer.stochastic ? " stochastic" : "") +
+           (written ? " inout" : " in");
     if (buffer.role == BufferRole::kState) out += " init " + init_spelling(buffer.init);
     out += "\n";
   }

@@ -1,4 +1,4 @@
-// Spellings of the IR's value and storage types, as the printer and messages show them.
+// Spellings of the IR's value types, as the printer and messages show them.
 #include "ir/types.h"
 
 namespace fuseopt::ir {
@@ -13,14 +13,6 @@ const char* spelling(Type t) {
       return "bool";
     case Type::kMask:
       return "mask";
-  }
-  return "?";
-}
-
-const char* spelling(StorageType t) {
-  switch (t) {
-    case StorageType::kF32:
-      return "f32";
   }
   return "?";
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "ir/ops.def"
+#include "support/low_precision.h"
 
 namespace fuseopt::ir {
 
@@ -19,8 +20,9 @@ inline bool is_scalar(Type t) { return t == Type::kF64 || t == Type::kBool; }
 inline bool is_boolean(Type t) { return t == Type::kBool || t == Type::kMask; }
 const char* spelling(Type t);
 
-/// How a buffer is stored in memory. Only f32 exists until mixed precision arrives.
-enum class StorageType : uint8_t { kF32 };
-const char* spelling(StorageType t);
+/// How a buffer is stored in memory: f32, bf16 or f16 (support/low_precision.h defines the
+/// conversions). Element arithmetic is f32 whatever the storage.
+using StorageType = ::fuseopt::StorageType;
+inline const char* spelling(StorageType t) { return storage_type_name(t); }
 
 }  // namespace fuseopt::ir

@@ -78,6 +78,15 @@ class Verifier {
         fail("buffer " + buffer.name, "is initialised from unknown hyper '" +
                                           buffer.init.hyper + "'");
       }
+      if (buffer.stochastic && buffer.storage == StorageType::kF32) {
+        fail("buffer " + buffer.name, "rounds stochastically but is stored as f32");
+      }
+      if (buffer.stochastic && buffer.role == BufferRole::kGrad) {
+        fail("buffer " + buffer.name, "the grad is never stored, so it cannot round stochastically");
+      }
+    }
+    if (kernel_.has_stochastic_store() && kernel_.hyper_index(kRoundingSeedHyper) < 0) {
+      fail("hypers", std::string("a stochastic store needs the hyper '") + kRoundingSeedHyper + "'");
     }
   }
 

@@ -781,6 +781,11 @@ CudaSource generate_cuda_source(const ir::Kernel& kernel, const CudaLaunchShape&
     switch (buffer.storage) {
       case ir::StorageType::kF32:
         break;
+      case ir::StorageType::kBF16:
+      case ir::StorageType::kF16:
+        throw UserError(std::string("the cuda backend does not store ") +
+                        ir::spelling(buffer.storage) + " yet (buffer '" + buffer.name +
+                        "' of rule '" + kernel.rule + "'); the interp backend does");
     }
   }
   return SourceGenerator(kernel, shape).generate();

@@ -270,6 +270,11 @@ HalidePhase lower_phase_to_halide(const ir::Kernel& kernel, size_t phase_index,
       case ir::StorageType::kF32:
         storage = Halide::Float(32);
         break;
+      case ir::StorageType::kBF16:
+      case ir::StorageType::kF16:
+        throw UserError(std::string("the cpu backend does not store ") +
+                        ir::spelling(decl.storage) + " yet (buffer '" + decl.name +
+                        "' of rule '" + kernel.rule + "'); the interp backend does");
     }
     Halide::ImageParam buffer(storage, 1, halide_name("in_", decl.name, taken));
     buffer.dim(0).set_min(0);
