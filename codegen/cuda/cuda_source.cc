@@ -191,37 +191,21 @@ class ElementEmitter {
     return e->kind == ir::NodeKind::kVar ? e->name : std::string(ir::spelling(e->kind));
   }
 
+  // Scalars reach element code only as constants and names of the phase's scalar inputs:
+  // hoist_scalars moves every scalar computation to the host prologue.
   std::string scalar_number(const ir::Expr& e) {
-    switch (e->kind) {
-      case ir::NodeKind::kConst:
-        return float_literal(static_cast<float>(e->value));
-      case ir::NodeKind::kVar:
-        return scalar_ref(e);
-      case ir::NodeKind::kLoad:
-      case ir::NodeKind::kCast:
-      case ir::NodeKind::kUnary:
-      case ir::NodeKind::kBinary:
-      case ir::NodeKind::kSelect:
-        break;
-    }
-    FUSEOPT_UNREACHABLE(std::string("cuda codegen: element code computes a scalar ") +
-                        ir::spelling(e->kind) +
-                        "; run ir::optimize first (hoist_scalars leaves only names)");
+    if (e->kind == ir::NodeKind::kConst) return float_literal(static_cast<float>(e->value));
+    if (e->kind == ir::NodeKind::kVar) return scalar_ref(e);
+    unhoisted_scalar(e);
   }
 
   std::string scalar_condition(const ir::Expr& e) {
-    switch (e->kind) {
-      case ir::NodeKind::kConst:
-        return e->value != 0 ? "true" : "false";
-      case ir::NodeKind::kVar:
-        return "(" + scalar_ref(e) + " != 0.0f)";
-      case ir::NodeKind::kLoad:
-      case ir::NodeKind::kCast:
-      case ir::NodeKind::kUnary:
-      case ir::NodeKind::kBinary:
-      case ir::NodeKind::kSelect:
-        break;
-    }
+    if (e->kind == ir::NodeKind::kConst) return e->value != 0 ? "true" : "false";
+    if (e->kind == ir::NodeKind::kVar) return "(" + scalar_ref(e) + " != 0.0f)";
+    unhoisted_scalar(e);
+  }
+
+  [[noreturn]] static void unhoisted_scalar(const ir::Expr& e) {
     FUSEOPT_UNREACHABLE(std::string("cuda codegen: element code computes a scalar ") +
                         ir::spelling(e->kind) +
                         "; run ir::optimize first (hoist_scalars leaves only names)");
