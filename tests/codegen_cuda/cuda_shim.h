@@ -32,6 +32,18 @@ inline float __int_as_float(unsigned int bits) {
   return value;
 }
 
+inline float __uint_as_float(unsigned int bits) {
+  float value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+
+inline unsigned int __float_as_uint(float value) {
+  unsigned int bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  return bits;
+}
+
 inline double __longlong_as_double(unsigned long long bits) {
   double value;
   std::memcpy(&value, &bits, sizeof(value));
