@@ -495,9 +495,11 @@ void Interpreter::step(std::span<TensorArgs> tensors, std::span<const double> hy
 void Interpreter::run_phase_chunk(size_t phase, int64_t count, float* const* buffers,
                                   std::span<const double> scalar_inputs,
                                   double* partials) const {
-  FUSEOPT_CHECK(!kernel_.has_stochastic_store(),
-                "run_phase_chunk: a kernel with stochastic stores needs the chunk's position "
-                "and rounding keys");
+  if (kernel_.has_stochastic_store()) {
+    // Reachable from a user's rule through a runtime that does not pass positions yet.
+    throw UserError("rule '" + kernel_.rule + "' rounds stochastically, which needs each "
+                    "chunk's position in its tensor; this runtime path does not pass it");
+  }
   run_phase_chunk(phase, count, buffers, scalar_inputs, partials, 0, {});
 }
 
