@@ -395,6 +395,9 @@ Interpreter::Interpreter(Kernel kernel) : kernel_(std::move(kernel)) {
                                         compiler.host(store.value, program->after));
   }
   program_ = std::move(program);
+  if (kernel_.grad_transform.any()) {
+    statistics_ = std::make_shared<const Interpreter>(grad_statistics_kernel(kernel_));
+  }
 }
 
 void Interpreter::initialize(TensorArgs& tensor, std::span<const double> hypers,
@@ -438,13 +441,36 @@ void Interpreter::initialize(TensorArgs& tensor, std::span<const double> hypers,
   for (size_t i = 0; i < kernel_.scalars.size(); ++i) tensor.scalars[i] = kernel_.scalars[i].init;
 }
 
-void Interpreter::step(std::span<TensorArgs> tensors, std::span<const double> hypers,
+GradFactors Interpreter::grad_factors_for(std::span<const TensorArgs> tensors,
+                                          std::span<const double> hypers) const {
+  FUSEOPT_CHECK(statistics_ != nullptr, "grad_factors_for: the kernel has no gradient transform");
+  const double unscale = grad_unscale_factor(kernel_, hypers);
+  const double inputs[] = {unscale};  // the statistics phase reads only the unscale factor
+  GradStatistics statistics;
+  for (const TensorArgs& tensor : tensors) {
+    FUSEOPT_CHECK(tensor.buffers.size() == kernel_.buffers.size(), "step: wrong buffer count");
+    float* const buffers[] = {tensor.buffers[0], tensor.buffers[1]};
+    double partials[2];
+    statistics_->run_phase_chunk(0, tensor.numel, buffers, inputs, partials);
+    statistics.add(partials[0], partials[1]);
+  }
+  return grad_factors(kernel_, hypers, statistics);
+}
+
+bool Interpreter::step(std::span<TensorArgs> tensors, std::span<const double> given_hypers,
                        int64_t t) const {
   const Program& program = *program_;
   FUSEOPT_CHECK(t >= 1, "step: t must be at least 1");
-  FUSEOPT_CHECK(hypers.size() == kernel_.hypers.size(),
+  FUSEOPT_CHECK(given_hypers.size() == kernel_.hypers.size(),
                 "step: expected " + std::to_string(kernel_.hypers.size()) + " hypers, got " +
-                    std::to_string(hypers.size()));
+                    std::to_string(given_hypers.size()));
+  std::vector<double> hypers(given_hypers.begin(), given_hypers.end());
+  if (statistics_ != nullptr) {
+    const GradFactors factors = grad_factors_for(tensors, hypers);
+    if (factors.skip) return false;
+    hypers[static_cast<size_t>(kernel_.hyper_index(kGradUnscaleInput))] = factors.unscale;
+    hypers[static_cast<size_t>(kernel_.hyper_index(kGradClipInput))] = factors.clip;
+  }
   Scratch scratch;
   std::vector<double> slots;
   std::vector<double> accumulators;
@@ -490,6 +516,7 @@ void Interpreter::step(std::span<TensorArgs> tensors, std::span<const double> hy
       tensor.scalars[static_cast<size_t>(scalar)] = slots[static_cast<size_t>(slot)];
     }
   }
+  return true;
 }
 
 void Interpreter::run_phase_chunk(size_t phase, int64_t count, float* const* buffers,

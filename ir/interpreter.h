@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "ir/grad_transform.h"
 #include "ir/kernel.h"
 
 namespace fuseopt::ir {
@@ -44,7 +45,14 @@ class Interpreter {
                   const std::vector<bool>& already_filled = {}) const;
 
   /// Runs step `t` (1 on the first step) over every tensor. `hypers` follows Kernel::hypers.
-  void step(std::span<TensorArgs> tensors, std::span<const double> hypers, int64_t t) const;
+  /// With a gradient transform (ir/grad_transform.h), first gathers the group's gradient
+  /// statistics and sets the hidden factors itself (their values in `hypers` are ignored);
+  /// returns false, changing nothing, when loss scaling skips the step. True otherwise.
+  bool step(std::span<TensorArgs> tensors, std::span<const double> hypers, int64_t t) const;
+
+  /// The factors the group's gradients give under the kernel's transform (what step() uses).
+  GradFactors grad_factors_for(std::span<const TensorArgs> tensors,
+                               std::span<const double> hypers) const;
 
   // ---- Pieces of a step, for runtimes that cut tensors into chunks -------------------------
 
@@ -91,6 +99,8 @@ class Interpreter {
  private:
   Kernel kernel_;
   std::shared_ptr<const Program> program_;
+  /// grad_statistics_kernel(kernel_)'s interpreter, when the kernel has a transform.
+  std::shared_ptr<const Interpreter> statistics_;
 };
 
 /// The seed of a kernel's rounding stream: its rounding_seed hyper's value in `hypers`

@@ -26,6 +26,14 @@ std::string Kernel::config_name() const {
     name += "_" + option.name;
     name += option.is_bool ? (option.value != 0 ? "1" : "0") : std::to_string(option.value);
   }
+  // Storage and gradient transforms change the kernel too (names stay C identifiers).
+  for (const BufferDecl& buffer : buffers) {
+    if (buffer.storage == StorageType::kF32) continue;
+    name += "_" + buffer.name + "_" + storage_type_name(buffer.storage);
+    if (buffer.stochastic) name += "sr";
+  }
+  if (grad_transform.unscale) name += "_unscale";
+  if (grad_transform.clip_norm) name += "_clipnorm";
   return name;
 }
 

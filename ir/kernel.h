@@ -89,6 +89,13 @@ struct OptionValue {
   bool is_bool = true;
 };
 
+/// Loss scaling and gradient clipping applied to a kernel's gradient (ir/grad_transform.h).
+struct GradTransform {
+  bool unscale = false;    ///< divide by the grad_scale hyper; skip steps with inf or NaN
+  bool clip_norm = false;  ///< clip to the max_grad_norm hyper by the group's global norm
+  bool any() const { return unscale || clip_norm; }
+};
+
 struct Kernel {
   std::string rule;                  ///< the rule's name
   std::vector<OptionValue> options;  ///< every option of the rule, in declaration order
@@ -100,6 +107,7 @@ struct Kernel {
   /// False straight after lowering: one phase whose reductions and stores may use each
   /// other's results. The phase-splitting pass makes it true.
   bool is_split = false;
+  GradTransform grad_transform;       ///< set by apply_grad_transform()
 
   /// A name that spells the configuration, e.g. "adam_amsgrad1_maximize0".
   std::string config_name() const;

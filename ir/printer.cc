@@ -139,6 +139,12 @@ std::string print_kernel(const Kernel& kernel) {
     out += option.is_bool ? (option.value != 0 ? "true" : "false") : std::to_string(option.value);
     out += "\n";
   }
+  if (kernel.grad_transform.any()) {
+    out += "grad_transform";
+    if (kernel.grad_transform.unscale) out += " unscale";
+    if (kernel.grad_transform.clip_norm) out += " clip_norm";
+    out += "\n";
+  }
   for (const HyperDecl& hyper : kernel.hypers) {
     out += "hyper " + hyper.name + " = " + print_number(hyper.default_value) + "\n";
   }

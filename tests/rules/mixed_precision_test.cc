@@ -4,12 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
+#include <map>
 #include <random>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "frontend/rule.h"
+#include "ir/grad_transform.h"
 #include "ir/interpreter.h"
 #include "ir/printer.h"
 #include "support/error.h"
@@ -257,6 +260,183 @@ TEST(MixedPrecision, SetBufferStorageChecksItsArguments) {
   EXPECT_EQ(kernel.hyper_index(ir::kRoundingSeedHyper), static_cast<int>(kernel.hypers.size()) - 1);
   ir::set_buffer_storage(kernel, "param", StorageType::kBF16, true);  // no second seed
   EXPECT_EQ(kernel.hypers.size(), 2u);
+}
+
+}  // namespace
+}  // namespace fuseopt
+
+// ---- Loss scaling and gradient clipping (ir/grad_transform.h) ---------------------------------
+
+namespace fuseopt {
+namespace {
+
+struct Group {
+  ir::Kernel kernel;
+  std::vector<std::vector<std::vector<float>>> buffers;  // [tensor][buffer]
+  std::vector<ir::TensorArgs> tensors;
+  std::vector<double> hypers;
+
+  Group(ir::Kernel k, const std::vector<std::vector<float>>& params) : kernel(std::move(k)) {
+    for (const auto& p : params) {
+      auto& b = buffers.emplace_back(kernel.buffers.size(), std::vector<float>(p.size()));
+      b[0] = p;
+    }
+    for (auto& b : buffers) {
+      ir::TensorArgs& tensor = tensors.emplace_back();
+      tensor.numel = static_cast<int64_t>(b[0].size());
+      for (auto& v : b) tensor.buffers.push_back(v.data());
+    }
+    for (const auto& h : kernel.hypers) hypers.push_back(h.default_value);
+  }
+  void set_hyper(const std::string& name, double value) {
+    hypers[static_cast<size_t>(kernel.hyper_index(name))] = value;
+  }
+  void set_grads(const std::vector<std::vector<float>>& grads) {
+    for (size_t i = 0; i < grads.size(); ++i) buffers[i][1] = grads[i];
+    for (size_t i = 0; i < grads.size(); ++i) tensors[i].buffers[1] = buffers[i][1].data();
+  }
+};
+
+ir::Kernel transformed(const std::string& rule_name, ir::GradTransform transform,
+                       const std::map<std::string, std::string>& options = {}) {
+  const frontend::Rule rule = frontend::load_rule(rule_name);
+  ir::Kernel kernel = rule.compile(rule.resolve_options(options));
+  ir::apply_grad_transform(kernel, transform);
+  return kernel;
+}
+
+std::vector<std::vector<float>> scaled(std::vector<std::vector<float>> v, float factor) {
+  for (auto& t : v) {
+    for (float& x : t) x *= factor;
+  }
+  return v;
+}
+
+TEST(GradTransform, UnscalingAPowerOfTwoScaleIsExact) {
+  // Adam on grads scaled by 2^10 with grad_scale = 1024 gives the bits of Adam on the
+  // unscaled grads, over 5 steps and two tensors.
+  const std::vector<std::vector<float>> p0 = {representable(StorageType::kF32, 300, 1),
+                                              representable(StorageType::kF32, 77, 2)};
+  Group plain(transformed("adam", {}), p0);
+  Group scaled_run(transformed("adam", {true, false}), p0);
+  scaled_run.set_hyper(ir::kGradScaleHyper, 1024);
+  ir::Interpreter a(plain.kernel), b(scaled_run.kernel);
+  for (auto& t : plain.tensors) a.initialize(t, plain.hypers);
+  for (auto& t : scaled_run.tensors) b.initialize(t, scaled_run.hypers);
+  for (int t = 1; t <= 5; ++t) {
+    const std::vector<std::vector<float>> g = {representable(StorageType::kF32, 300, 10 + t),
+                                               representable(StorageType::kF32, 77, 20 + t)};
+    plain.set_grads(g);
+    scaled_run.set_grads(scaled(g, 1024.0f));
+    EXPECT_TRUE(a.step(plain.tensors, plain.hypers, t));
+    EXPECT_TRUE(b.step(scaled_run.tensors, scaled_run.hypers, t));
+  }
+  for (size_t i = 0; i < plain.buffers.size(); ++i) {
+    for (size_t b = 0; b < plain.buffers[i].size(); ++b) {
+      if (b != 1) EXPECT_EQ(plain.buffers[i][b], scaled_run.buffers[i][b]) << i << " " << b;
+    }
+  }
+}
+
+TEST(GradTransform, ANonFiniteGradientSkipsTheWholeStep) {
+  const std::vector<std::vector<float>> p0 = {representable(StorageType::kF32, 50, 3),
+                                              representable(StorageType::kF32, 60, 4)};
+  for (float bad : {std::numeric_limits<float>::infinity(), std::nanf("")}) {
+    Group group(transformed("adam", {true, true}), p0);
+    ir::Interpreter interpreter(group.kernel);
+    for (auto& t : group.tensors) interpreter.initialize(t, group.hypers);
+    std::vector<std::vector<float>> g = {representable(StorageType::kF32, 50, 5),
+                                         representable(StorageType::kF32, 60, 6)};
+    group.set_grads(g);
+    ASSERT_TRUE(interpreter.step(group.tensors, group.hypers, 1));
+    const auto before = group.buffers;
+    g[1][59] = bad;  // only the second tensor's last element
+    group.set_grads(g);
+    EXPECT_FALSE(interpreter.step(group.tensors, group.hypers, 2));
+    for (size_t i = 0; i < before.size(); ++i) {
+      for (size_t b = 0; b < before[i].size(); ++b) {
+        if (b == 1) continue;  // the grads themselves
+        EXPECT_EQ(group.buffers[i][b], before[i][b]) << i << " " << b;
+      }
+    }
+    // A large but finite scale that makes no gradient overflow steps normally.
+    g[1][59] = 1.0f;
+    group.set_grads(g);
+    group.set_hyper(ir::kGradScaleHyper, 65536);
+    EXPECT_TRUE(interpreter.step(group.tensors, group.hypers, 2));
+  }
+}
+
+TEST(GradTransform, ClippingFollowsClipGradNorm) {
+  // SGD with lr 1 and clipping: param = param - clip * grad, clip computed here as
+  // torch.nn.utils.clip_grad_norm_ does (total norm over the group, coefficient clamped to 1,
+  // rounded to float32, one float32 multiplication).
+  const std::vector<std::vector<float>> p0 = {representable(StorageType::kF32, 40, 7),
+                                              representable(StorageType::kF32, 9, 8)};
+  const std::vector<std::vector<float>> g = {representable(StorageType::kF32, 40, 9),
+                                             representable(StorageType::kF32, 9, 10)};
+  double sum = 0;
+  for (const auto& t : g) {
+    for (float x : t) sum += static_cast<double>(x * x);
+  }
+  const double total = std::sqrt(sum);
+  for (double max_norm : {0.5, total * 0.25, total * 4.0}) {
+    Group group(transformed("sgd", {false, true}), p0);
+    group.set_hyper("lr", 1.0);
+    group.set_hyper(ir::kMaxGradNormHyper, max_norm);
+    group.set_grads(g);
+    ir::Interpreter interpreter(group.kernel);
+    for (auto& t : group.tensors) interpreter.initialize(t, group.hypers);
+    const ir::GradFactors factors = interpreter.grad_factors_for(group.tensors, group.hypers);
+    EXPECT_NEAR(factors.total_norm, total, 1e-12 * total);
+    const float clip = static_cast<float>(std::min(1.0, max_norm / (total + 1e-6)));
+    EXPECT_EQ(factors.clip, clip);
+    ASSERT_TRUE(interpreter.step(group.tensors, group.hypers, 1));
+    for (size_t i = 0; i < g.size(); ++i) {
+      for (size_t k = 0; k < g[i].size(); ++k) {
+        const float clipped = (g[i][k] * 1.0f) * clip;  // unscale 1, then clip
+        ASSERT_EQ(group.buffers[i][0][k], p0[i][k] - 1.0f * clipped) << max_norm;
+      }
+    }
+  }
+}
+
+TEST(GradTransform, NamesPrintingAndBadUse) {
+  ir::Kernel kernel = transformed("adam", {true, true});
+  EXPECT_EQ(kernel.config_name(), "adam_amsgrad0_maximize0_unscale_clipnorm");
+  EXPECT_NE(ir::print_kernel(kernel).find("grad_transform unscale clip_norm"), std::string::npos);
+  EXPECT_TRUE(ir::is_user_hyper(ir::kGradScaleHyper));
+  EXPECT_FALSE(ir::is_user_hyper(ir::kGradClipInput));
+  // Applying twice, or to a rule with a state that starts as the gradient, is refused.
+  EXPECT_THROW(ir::apply_grad_transform(kernel, {true, false}), InternalError);
+  ir::Kernel from_grad = frontend::rule_from_text(R"(rule first_grad "a state that starts as grad"
+hyper lr = 0.1
+state m = grad
+step {
+  m = m + grad
+  param = param - lr * m
+}
+)").compile({});
+  EXPECT_THROW(ir::apply_grad_transform(from_grad, {true, false}), UserError);
+  ir::Kernel clash = frontend::rule_from_text(R"(rule clash "a rule with a hyper of a reserved name"
+hyper grad_scale = 2
+step {
+  param = param - grad_scale * grad
+}
+)").compile({});
+  EXPECT_THROW(ir::apply_grad_transform(clash, {true, false}), UserError);
+  // Bad hyper values are user errors at the step.
+  Group group(transformed("sgd", {true, true}), {std::vector<float>(4, 1.0f)});
+  group.set_grads({std::vector<float>(4, 1.0f)});
+  ir::Interpreter interpreter(group.kernel);
+  group.set_hyper(ir::kGradScaleHyper, 0);
+  EXPECT_THROW(interpreter.step(group.tensors, group.hypers, 1), UserError);
+  group.set_hyper(ir::kGradScaleHyper, 1);
+  group.set_hyper(ir::kMaxGradNormHyper, -1);
+  EXPECT_THROW(interpreter.step(group.tensors, group.hypers, 1), UserError);
+  // Storage types show in the configuration name.
+  ir::Kernel bf16 = frontend::rule_from_text(kSgdStochastic).compile({});
+  EXPECT_EQ(bf16.config_name(), "sgd_sr_param_bf16sr");
 }
 
 }  // namespace

@@ -1,0 +1,70 @@
+// Loss scaling and global-norm gradient clipping for any rule: the gradient every phase
+// reads becomes `(grad * unscale) * clip`, two float32 multiplications (as PyTorch's
+// GradScaler.unscale_ and clip_grad_norm_ apply them one after the other), where the two
+// factors come from statistics of the whole group's gradients, gathered before the step:
+//
+//   unscale = f32(1 / grad_scale)                         (1 without loss scaling)
+//   total   = sqrt(sum over tensors, in group order, of sum over elements of (grad*unscale)^2)
+//   clip    = f32(min(1, max_grad_norm / (total + 1e-6)))  (1 without clipping)
+//
+// The sums are float64 in a fixed order, so the result does not depend on threads or
+// chunking. With loss scaling, a non-finite unscaled gradient anywhere in the group skips the
+// whole step: parameters, states, scalars and step counts stay as they were.
+//
+// The factors reach kernels as two hidden hypers (kGradUnscaleInput, kGradClipInput) that
+// the runtime sets every step, so backends compile them like any hyper.
+#pragma once
+
+#include <span>
+
+#include "ir/kernel.h"
+
+namespace fuseopt::ir {
+
+inline constexpr const char* kGradScaleHyper = "grad_scale";        ///< loss scale, default 1
+inline constexpr const char* kMaxGradNormHyper = "max_grad_norm";   ///< clipping threshold
+inline constexpr const char* kGradUnscaleInput = "%grad_unscale";  ///< hidden, set per step
+inline constexpr const char* kGradClipInput = "%grad_clip";        ///< hidden, set per step
+
+/// Rewrites every phase's reads of `grad` and adds the hypers the transform needs
+/// (grad_scale = 1, max_grad_norm = 1, and the two hidden factors). The kernel must not have
+/// a transform yet; one with neither flag is left unchanged. Throws UserError when the rule
+/// already declares a hyper of one of those names.
+void apply_grad_transform(Kernel& kernel, GradTransform transform);
+
+/// Whether `name` is a hyper users set (not one of the hidden factors).
+bool is_user_hyper(const std::string& name);
+
+/// The kernel that gathers one tensor's statistics for `kernel`'s transform: its buffers are
+/// param and grad (with `kernel`'s storage), its hypers grad_scale and the hidden unscale
+/// factor, and its one phase reduces sum((grad*unscale)^2) and max(isfinite(grad*unscale)
+/// ? 0 : 1); it stores nothing. Optimized and split, ready for any backend.
+Kernel grad_statistics_kernel(const Kernel& kernel);
+
+/// One tensor's (or a group's) statistics, combined in group order.
+struct GradStatistics {
+  double sum_of_squares = 0;
+  bool nonfinite = false;
+  void add(double tensor_sum_of_squares, double tensor_nonfinite) {
+    sum_of_squares += tensor_sum_of_squares;
+    nonfinite = nonfinite || tensor_nonfinite != 0;
+  }
+};
+
+/// What a step does with the group's statistics.
+struct GradFactors {
+  bool skip = false;   ///< loss scaling saw inf or NaN: take no step
+  double unscale = 1;  ///< the hidden hypers' values (already rounded to float32)
+  double clip = 1;
+  double total_norm = 0;  ///< of the unscaled gradients (before clipping)
+};
+
+/// The unscale factor of the kernel's grad_scale hyper (1 without loss scaling), for the
+/// statistics kernel. `hypers` follows kernel.hypers. A UserError for a grad_scale that is
+/// not positive and finite.
+double grad_unscale_factor(const Kernel& kernel, std::span<const double> hypers);
+/// The factors of a step from the group's statistics.
+GradFactors grad_factors(const Kernel& kernel, std::span<const double> hypers,
+                         const GradStatistics& statistics);
+
+}  // namespace fuseopt::ir
