@@ -4,6 +4,8 @@
 // one thread is waited for by the others asking for it, never compiled twice.
 #include "api/fuseopt.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <future>
 #include <mutex>
 #include <utility>
@@ -13,7 +15,11 @@
 #include "autotune/size_bucket.h"
 #include "codegen/cuda/cuda_codegen.h"
 #include "codegen/halide/cpu_codegen.h"
+#include "autotune/warnings.h"
 #include "frontend/rule.h"
+#include "pack/pack_loader.h"
+#include "pack/pack_reader.h"
+#include "pack/pack_trust.h"
 #include "runtime/cpu_binary.h"
 #include "runtime/cuda/cuda_driver.h"
 #include "runtime/cuda/cuda_kernel.h"
@@ -75,11 +81,15 @@ OnceCache<RulePtr>& rule_cache() {
   return cache;
 }
 
-// A compiled kernel and the thread count its schedule asks for (0: every core).
+// A compiled kernel, the thread count its schedule asks for (0: every core), and where it
+// came from.
 struct Compiled {
   KernelPtr kernel;
   int threads = 0;
+  KernelProvenance provenance;
 };
+
+thread_local KernelProvenance last_provenance;
 
 OnceCache<Compiled>& kernel_cache() {
   static OnceCache<Compiled> cache;
@@ -112,6 +122,142 @@ KernelPtr compile_cuda(ir::Kernel kernel, const codegen::CudaLaunchShape& shape,
   view.chunk_elements = binary.shape.chunk_elements;
   view.table_layout = binary.table_layout;
   return runtime::load_cuda_kernel(std::move(kernel), view, runtime::CudaDriver::get());
+}
+
+// ---- Kernel packs in the lookup chain (memory, cache, packs, compile) ----------------------
+
+// CompileOptions::packs, then $FUSEOPT_PACKS (':'-separated), without repeats.
+std::vector<std::string> pack_list(const CompileOptions& options) {
+  std::vector<std::string> packs;
+  auto add = [&](const std::string& path) {
+    if (!path.empty() && std::find(packs.begin(), packs.end(), path) == packs.end()) {
+      packs.push_back(path);
+    }
+  };
+  for (const std::string& path : options.packs) add(path);
+  if (const char* value = std::getenv("FUSEOPT_PACKS")) {
+    const std::string list = value;
+    size_t start = 0;
+    while (start <= list.size()) {
+      const size_t colon = std::min(list.find(':', start), list.size());
+      add(list.substr(start, colon - start));
+      start = colon + 1;
+    }
+  }
+  return packs;
+}
+
+std::vector<pack::TrustedKey> trusted_keys(const CompileOptions& options) {
+  std::vector<pack::TrustedKey> keys;
+  for (const std::string& file : options.trusted_keys) keys.push_back(pack::read_public_key(file));
+  for (const pack::TrustedKey& key : pack::trusted_keys_from_environment()) keys.push_back(key);
+  return keys;
+}
+
+// Opens a listed pack for this runtime's ABI and checks its signature when keys are trusted.
+// A pack that cannot be used at all is the caller's mistake: UserError, never a silent compile.
+std::unique_ptr<pack::PackReader> open_pack(const std::string& path,
+                                            const std::vector<pack::TrustedKey>& keys) {
+  auto reader = std::make_unique<pack::PackReader>(path, runtime::kKernelAbiVersion);
+  pack::require_trusted_signature(*reader, keys,
+                                  "the trusted keys (CompileOptions::trusted_keys, $" +
+                                      std::string(pack::kTrustedKeysVariable) + ")");
+  return reader;
+}
+
+// Binaries of `packs` with this IR hash, by pack; `why` collects one line per pack without.
+struct PackCandidates {
+  std::unique_ptr<pack::PackReader> reader;
+  std::vector<pack::BinaryEntry> binaries;
+};
+
+std::vector<PackCandidates> pack_candidates(const std::vector<std::string>& packs,
+                                            const std::vector<pack::TrustedKey>& keys,
+                                            const std::string& ir_hash, std::string& why) {
+  std::vector<PackCandidates> found;
+  for (const std::string& path : packs) {
+    PackCandidates c;
+    c.reader = open_pack(path, keys);
+    for (pack::BinaryEntry& entry : c.reader->binaries()) {
+      if (entry.ir_hash == ir_hash) c.binaries.push_back(std::move(entry));
+    }
+    if (c.binaries.empty()) {
+      why += (why.empty() ? "" : "\n") + path + ": no binary of this kernel (IR hash " +
+             ir_hash.substr(0, 12) + ")";
+      continue;
+    }
+    found.push_back(std::move(c));
+  }
+  return found;
+}
+
+// Says once per kernel that the listed packs did not serve it and it is compiled instead.
+void warn_pack_miss(const std::string& config, const std::string& why) {
+  std::string one_line = why;
+  for (char& c : one_line) {
+    if (c == '\n') c = ';';
+  }
+  autotune::warn("no kernel pack has a binary of " + config + " for this machine (" + one_line +
+                 "); compiling it");
+}
+
+// A CPU kernel from the listed packs, or null with the reason in `why`.
+KernelPtr cpu_kernel_from_packs(const ir::Kernel& kernel, const CompileOptions& options,
+                                KernelProvenance& provenance, std::string& why) {
+  const std::string ir_hash = pack::kernel_ir_hash(kernel);
+  const std::vector<pack::TrustedKey> keys = trusted_keys(options);
+  for (PackCandidates& c : pack_candidates(pack_list(options), keys, ir_hash, why)) {
+    const pack::BinaryChoice choice =
+        pack::choose_cpu_binary(c.binaries, ir_hash, options.cpu_target);
+    if (choice.binary == nullptr) {
+      why += (why.empty() ? "" : "\n") + c.reader->path() + ": no CPU binary for " +
+             options.cpu_target + " that runs here" + choice.reasons;
+      continue;
+    }
+    KernelPtr loaded = pack::load_cpu_binary(*c.reader, kernel, *choice.binary);
+    provenance.origin = "pack";
+    provenance.pack = c.reader->path();
+    provenance.binary = choice.binary->target;
+    return loaded;
+  }
+  return nullptr;
+}
+
+// The launch shape fields compiled into CUDA code ("b512_e8_v4_c65536"): the grid limit is
+// chosen at launch.
+std::string shape_code(const std::string& spelling) {
+  const size_t grid = spelling.rfind("_g");
+  return grid == std::string::npos ? spelling : spelling.substr(0, grid);
+}
+
+// A CUDA kernel from the listed packs for the process's GPU, or null with the reason in `why`.
+KernelPtr cuda_kernel_from_packs(const ir::Kernel& kernel, const CompileOptions& options,
+                                 KernelProvenance& provenance, std::string& why) {
+  const std::string ir_hash = pack::kernel_ir_hash(kernel);
+  const std::vector<pack::TrustedKey> keys = trusted_keys(options);
+  const runtime::CudaDriver& driver = runtime::CudaDriver::get();
+  const std::string wanted = shape_code(options.cuda_shape.spelling());
+  for (PackCandidates& c : pack_candidates(pack_list(options), keys, ir_hash, why)) {
+    std::vector<pack::BinaryEntry> same_shape;
+    for (const pack::BinaryEntry& entry : c.binaries) {
+      if (entry.is_cuda() && shape_code(entry.schedule) == wanted) same_shape.push_back(entry);
+    }
+    const pack::BinaryChoice choice = pack::choose_cuda_binary(
+        same_shape, driver.device().sm_major, driver.device().sm_minor, ir_hash);
+    if (choice.binary == nullptr) {
+      why += (why.empty() ? "" : "\n") + c.reader->path() + ": no CUDA binary with launch shape " +
+             wanted + " for " + driver.device().arch() + choice.reasons;
+      continue;
+    }
+    pack::BinaryEntry entry = *choice.binary;
+    entry.grid_limit = options.cuda_shape.grid_limit;
+    KernelPtr loaded = pack::load_cuda_binary(*c.reader, kernel, entry, driver);
+    provenance.origin = "pack";
+    provenance.pack = c.reader->path();
+    provenance.binary = entry.target;
+    return loaded;
+  }
+  return nullptr;
 }
 
 Compiled compile_source(std::shared_ptr<const support::SourceFile> source,
@@ -157,32 +303,67 @@ Compiled compile_source(std::shared_ptr<const support::SourceFile> source,
                                            : "c" + std::to_string(schedule.chunk_elements));
   append_field(key, target);
 
-  return kernel_cache().get(key, [&]() -> Compiled {
+  bool computed = false;
+  Compiled compiled = kernel_cache().get(key, [&]() -> Compiled {
+    computed = true;
     ir::Kernel kernel = rule->compile(resolved);
+    const bool use_packs = !pack_list(options).empty();
+    KernelProvenance provenance;
+    provenance.origin = "compiled";
     switch (backend) {
       case Backend::kInterpreter:
+        provenance.origin = "interpreter";
         return {runtime::make_interpreter_kernel(std::move(kernel), schedule.chunk_elements),
-                schedule.threads};
+                schedule.threads, provenance};
       case Backend::kCpu:
       case Backend::kAuto: {
         if (use_tuning) {
-          // memory -> cache database -> heuristic; compiles (and caches) only on a miss.
+          // memory -> cache database -> packs -> heuristic; compiles (and caches) only on a miss.
           autotune::LookupOptions lookup;
           lookup.cpu_target = options.cpu_target;
           lookup.tensors = options.tensor_count;
+          if (use_packs) {
+            if (auto cached = autotune::default_kernel_store().find_cpu(kernel, options.size_hint,
+                                                                        lookup)) {
+              provenance.origin = autotune::origin_name(cached->origin);
+              return {cached->kernel, cached->schedule.threads, provenance};
+            }
+            std::string why;
+            if (KernelPtr from_pack = cpu_kernel_from_packs(kernel, options, provenance, why)) {
+              return {from_pack, 0, provenance};
+            }
+            provenance.pack_miss = why;
+            warn_pack_miss(kernel.config_name(), why);
+          }
           autotune::CpuKernelChoice choice =
               autotune::find_or_compile_cpu(kernel, options.size_hint, lookup);
-          return {choice.kernel, choice.schedule.threads};
+          provenance.origin = autotune::origin_name(choice.origin);
+          return {choice.kernel, choice.schedule.threads, provenance};
         }
-        return {autotune::compile_cpu_cached(kernel, schedule, options.cpu_target),
-                schedule.threads};
+        autotune::KernelOrigin origin = autotune::KernelOrigin::kCompiled;
+        KernelPtr compiled_kernel = autotune::default_kernel_store().compile_cpu(
+            kernel, schedule, options.cpu_target, &origin);
+        provenance.origin = autotune::origin_name(origin);
+        return {compiled_kernel, schedule.threads, provenance};
       }
-      case Backend::kCuda:
+      case Backend::kCuda: {
+        if (use_packs) {
+          std::string why;
+          if (KernelPtr from_pack = cuda_kernel_from_packs(kernel, options, provenance, why)) {
+            return {from_pack, 0, provenance};
+          }
+          provenance.pack_miss = why;
+          warn_pack_miss(kernel.config_name(), why);
+        }
         // Host passes only: every core.
-        return {compile_cuda(std::move(kernel), options.cuda_shape, target), 0};
+        return {compile_cuda(std::move(kernel), options.cuda_shape, target), 0, provenance};
+      }
     }
     FUSEOPT_UNREACHABLE("compile_rule: unknown backend");
   });
+  last_provenance = compiled.provenance;
+  if (!computed) last_provenance.origin = "memory";
+  return compiled;
 }
 
 }  // namespace
@@ -257,6 +438,8 @@ std::shared_ptr<const runtime::CompiledKernel> compile_rule_text(const std::stri
                                                                  const std::string& name) {
   return compile_source(std::make_shared<support::SourceFile>(name, text), options).kernel;
 }
+
+KernelProvenance last_kernel_provenance() { return last_provenance; }
 
 void clear_compiled_kernels() {
   kernel_cache().clear();

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "codegen/cuda/launch_shape.h"
 #include "codegen/halide/cpu_schedule.h"
@@ -54,7 +55,33 @@ struct CompileOptions {
   /// decision; 0: unknown (the largest tuned bucket).
   int64_t size_hint = 0;
   int64_t tensor_count = 1;
+  /// Kernel packs (docs/packs.md) to take binaries from before compiling, in order, ahead of
+  /// those $FUSEOPT_PACKS lists (paths separated by ':'). Lookup order: this process's
+  /// memory, the on-disk cache, these packs, then compiling. Packs serve the cpu backend with
+  /// the default (tuned or heuristic) schedule and the cuda backend with the default launch
+  /// shape; a pack that cannot be read (missing, damaged, another ABI or format, or not
+  /// signed by a trusted key) is an error; a pack without a binary of the kernel for this
+  /// machine is skipped, and the reason is in last_kernel_provenance() and a warning.
+  std::vector<std::string> packs;
+  /// Public key files (KEYFILE.pub of `fuseopt pack keygen`): when any is given, here or in
+  /// $FUSEOPT_PACK_TRUSTED_KEYS, every pack used must carry a valid signature by one of them.
+  std::vector<std::string> trusted_keys;
 };
+
+/// Where the kernel of the calling thread's last compile_rule, compile_rule_text or
+/// make_optimizer came from.
+struct KernelProvenance {
+  /// "memory" (compiled or loaded earlier in this process), "cache" (the on-disk cache),
+  /// "pack", "compiled" or "interpreter".
+  std::string origin;
+  /// The pack file it came from (also when origin is "memory" and it first came from one).
+  std::string pack;
+  std::string binary;  ///< that pack binary's target: "host", "x86-64-v3", "sm_90", "ptx"
+  /// When packs were listed but none had a binary of this kernel for this machine: why, one
+  /// line per pack ("PACK: reason"); empty otherwise.
+  std::string pack_miss;
+};
+KernelProvenance last_kernel_provenance();
 
 /// Compiles a built-in rule (by name) or a rule file (by path). Throws UserError with the
 /// rule's diagnostics when it has errors. For cuda (and auto where cuda works) the kernel

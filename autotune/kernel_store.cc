@@ -116,7 +116,8 @@ std::shared_ptr<const runtime::CompiledKernel> KernelStore::load(const ir::Kerne
                                                                  const std::string& hash,
                                                                  const Config& config,
                                                                  const std::string& target,
-                                                                 KernelOrigin* origin) {
+                                                                 KernelOrigin* origin,
+                                                                 bool may_compile) {
   const Config code = cpu_code_config(config);
   const std::string code_hash = support::digest_bytes(code.hash());
   const std::string binary_key =
@@ -179,6 +180,8 @@ std::shared_ptr<const runtime::CompiledKernel> KernelStore::load(const ir::Kerne
       cached.shared_object = std::move(row->bytes);
       binary = std::move(cached);
       from = KernelOrigin::kCache;
+    } else if (!may_compile) {
+      return nullptr;
     } else {
       binary = compile();
     }
@@ -247,6 +250,30 @@ std::optional<KernelStore::Decision> KernelStore::cached_decision(const std::str
   if (std::get<1>(best_score) != 0) decision.description += " on a machine of the same class";
   if (std::get<2>(best_score) != 0) decision.description += " with another toolchain";
   return decision;
+}
+
+std::optional<CpuKernelChoice> KernelStore::find_cpu(const ir::Kernel& kernel, int64_t size_hint,
+                                                    const LookupOptions& options) {
+  const std::string hash = ir_hash(kernel);
+  const std::string target = resolve_target(options.cpu_target);
+  const int64_t tensors = std::max<int64_t>(1, options.tensors);
+  const std::string key = size_hint > 0 ? problem_key(bucket_for(size_hint), tensors) : "unknown";
+  const std::string memo = field(hash) + field(key) + target;
+  std::optional<Decision> decision;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (auto found = decisions_.find(memo); found != decisions_.end()) decision = found->second;
+  }
+  // Not memoised here: a miss must not pin the heuristic before find_or_compile_cpu, which
+  // may tune.
+  if (!decision) decision = cached_decision(hash, size_hint, tensors);
+  if (!decision) decision = Decision{space_.default_config, "heuristic"};
+  CpuKernelChoice choice;
+  choice.kernel = load(kernel, hash, decision->config, target, &choice.origin, false);
+  if (!choice.kernel) return std::nullopt;
+  choice.schedule = cpu_schedule(decision->config);
+  choice.decision = decision->description;
+  return choice;
 }
 
 CpuKernelChoice KernelStore::find_or_compile_cpu(const ir::Kernel& kernel, int64_t size_hint,

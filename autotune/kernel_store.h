@@ -1,6 +1,7 @@
 // Where compiled CPU kernels come from, in order: this process's memory, the cache database
 // (binaries verified by SHA-256, loaded with runtime::load_cpu_kernel: no compiler or linker),
-// later kernel packs, and last the code generator with the built-in heuristic schedule. The
+// kernel packs (asked by the C++ API between find_cpu() and find_or_compile_cpu(): packs are a
+// layer above this one), and last the code generator with the built-in heuristic schedule. The
 // schedule itself is looked up the same way: a tuned decision for this kernel, size bucket and
 // device (or a neighbouring bucket, or a machine of the same class), else the heuristic.
 // Tuning (`fuseopt tune`, or opt-in on a miss) measures with tuner.h and records every
@@ -116,6 +117,12 @@ class KernelStore {
   CpuKernelChoice find_or_compile_cpu(const ir::Kernel& kernel, int64_t size_hint,
                                       const LookupOptions& options = {});
 
+  /// The same chain without compiling: the kernel when memory or the cache database has the
+  /// binary of the schedule find_or_compile_cpu would choose (never tuning), else nullopt.
+  /// The C++ API asks kernel packs between this and find_or_compile_cpu.
+  std::optional<CpuKernelChoice> find_cpu(const ir::Kernel& kernel, int64_t size_hint,
+                                          const LookupOptions& options = {});
+
   /// A kernel with a schedule the caller chose: only the binary is looked up (memory,
   /// cache, compile and store).
   std::shared_ptr<const runtime::CompiledKernel> compile_cpu(const ir::Kernel& kernel,
@@ -148,7 +155,8 @@ class KernelStore {
                                                       const std::string& ir_hash,
                                                       const Config& config,
                                                       const std::string& target,
-                                                      KernelOrigin* origin);
+                                                      KernelOrigin* origin,
+                                                      bool may_compile = true);
   std::optional<Decision> cached_decision(const std::string& ir_hash, int64_t size_hint,
                                           int64_t tensors);
   KeyReport tune_one(const ir::Kernel& kernel, const std::string& ir_hash, int64_t size,

@@ -39,6 +39,11 @@ CREATE TABLE decision (
   sha256 TEXT NOT NULL,
   PRIMARY KEY (ir_hash, problem_key, device_class));
 CREATE TABLE signature (public_key TEXT NOT NULL, signature TEXT NOT NULL);
+CREATE TABLE cuda_launch (
+  binary INTEGER PRIMARY KEY,
+  block_size INTEGER NOT NULL,
+  grid_limit INTEGER NOT NULL,
+  table_layout TEXT NOT NULL);
 )sql";
 
 namespace {
@@ -69,7 +74,69 @@ int64_t to_int(const std::string& text, const std::string& what, const std::stri
   throw UserError("kernel pack '" + path + "' has a malformed " + what + " '" + text + "'");
 }
 
+bool has_table(db::Connection& connection, const char* name) {
+  db::Statement row(connection,
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1");
+  row.bind_text(1, name);
+  return row.step() && row.column_int(0) > 0;
+}
+
+uint32_t read_u32(const std::string& bytes, size_t at) {
+  uint32_t value = 0;
+  for (int i = 3; i >= 0; --i) value = (value << 8) | static_cast<unsigned char>(bytes[at + i]);
+  return value;
+}
+
+// "sm_90" / "compute_80" -> 90 / 80; 0 otherwise.
+int arch_number(const std::string& arch) {
+  const size_t underscore = arch.find('_');
+  if (underscore == std::string::npos) return 0;
+  try {
+    size_t used = 0;
+    const int value = std::stoi(arch.substr(underscore + 1), &used);
+    return used == arch.size() - underscore - 1 ? value : 0;
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
 }  // namespace
+
+int cubin_sm(const std::string& blob) {
+  // ELF64 little-endian, e_machine EM_CUDA (190). The SM sits in e_flags: bits 8-15 from
+  // the CUDA ELF ABI version 8 on (EI_ABIVERSION, byte 8; CUDA 12.8 and later), bits 0-7
+  // before it.
+  constexpr size_t kHeaderBytes = 64;
+  if (blob.size() < kHeaderBytes || blob.compare(0, 4, "\x7f" "ELF") != 0) return 0;
+  if (blob[4] != 2 || blob[5] != 1) return 0;  // 64-bit, little-endian
+  const unsigned machine = static_cast<unsigned char>(blob[18]) |
+                           (static_cast<unsigned>(static_cast<unsigned char>(blob[19])) << 8);
+  if (machine != 190) return 0;
+  const uint32_t flags = read_u32(blob, 48);
+  const int abi_version = static_cast<unsigned char>(blob[8]);
+  return static_cast<int>(abi_version >= 8 ? (flags >> 8) & 0xff : flags & 0xff);
+}
+
+std::string check_blob_format(const BinaryEntry& entry, const std::string& blob) {
+  if (entry.kind == kKindCubin) {
+    const int sm = cubin_sm(blob);
+    if (sm == 0) return "not a CUDA cubin (no ELF header for EM_CUDA)";
+    if (sm != arch_number(entry.backend_target)) {
+      return "a cubin for sm_" + std::to_string(sm) + ", recorded as " + entry.backend_target;
+    }
+    return "";
+  }
+  if (entry.kind == kKindPtx) {
+    if (blob.find(".version ") == std::string::npos) return "not PTX (no .version line)";
+    const int arch = arch_number(entry.backend_target);
+    if (arch == 0 || blob.find("\n.target sm_" + std::to_string(arch)) == std::string::npos) {
+      return "PTX without '.target sm_" + std::to_string(arch) + "' (recorded as " +
+             entry.backend_target + ")";
+    }
+    return "";
+  }
+  return "";
+}
 
 std::map<std::string, std::string> parse_option_list(const std::string& options) {
   std::map<std::string, std::string> values;
@@ -122,6 +189,11 @@ PackReader::PackReader(const std::string& path, int64_t expected_abi) : path_(pa
                     std::to_string(abi) + "; this runtime has ABI version " +
                     std::to_string(expected_abi) + " (rebuild the pack)");
   }
+  try {
+    has_cuda_launch_ = has_table(*db_, "cuda_launch");
+  } catch (const UserError& e) {
+    throw UserError("kernel pack '" + path + "' is truncated or damaged: " + e.what());
+  }
 }
 
 PackReader::~PackReader() = default;
@@ -139,10 +211,18 @@ std::vector<RuleEntry> PackReader::rules() {
 
 std::vector<BinaryEntry> PackReader::binaries() {
   std::vector<BinaryEntry> binaries;
+  const std::string launch_columns =
+      has_cuda_launch_ ? "l.binary IS NOT NULL, l.block_size, l.grid_limit, l.table_layout"
+                       : "0, 0, 0, ''";
+  const std::string launch_join =
+      has_cuda_launch_ ? " LEFT JOIN cuda_launch l ON l.binary = b.id" : "";
   db::Statement rows(*db_,
-                     "SELECT id, rule, config, options, target, kind, backend_target, ir_hash, "
-                     "name, schedule, chunk_elements, phase_functions, length(blob), sha256 "
-                     "FROM binary ORDER BY rule, config, kind, target");
+                     ("SELECT b.id, b.rule, b.config, b.options, b.target, b.kind, "
+                      "b.backend_target, b.ir_hash, b.name, b.schedule, b.chunk_elements, "
+                      "b.phase_functions, length(b.blob), b.sha256, " + launch_columns +
+                      " FROM binary b" + launch_join +
+                      " ORDER BY b.rule, b.config, b.kind, b.target")
+                         .c_str());
   while (rows.step()) {
     BinaryEntry e;
     e.id = rows.column_int(0);
@@ -159,6 +239,10 @@ std::vector<BinaryEntry> PackReader::binaries() {
     e.phase_functions = split(rows.column_text(11), '\n');
     e.size = rows.column_int(12);
     e.sha256 = rows.column_text(13);
+    e.has_launch = rows.column_int(14) != 0;
+    e.block_size = rows.column_int(15);
+    e.grid_limit = rows.column_int(16);
+    e.table_layout = rows.column_text(17);
     binaries.push_back(std::move(e));
   }
   return binaries;
@@ -227,6 +311,17 @@ std::string content_digest(db::Connection& connection) {
       line(text);
     }
   }
+  if (has_table(connection, "cuda_launch")) {
+    db::Statement rows(connection,
+                       "SELECT b.rule, b.config, b.target, b.kind, l.block_size, l.grid_limit, "
+                       "l.table_layout FROM cuda_launch l JOIN binary b ON b.id = l.binary "
+                       "ORDER BY b.rule, b.config, b.target, b.kind");
+    while (rows.step()) {
+      std::string text = "cuda";
+      for (int c = 0; c < 7; ++c) text += "\t" + rows.column_text(c);
+      line(text);
+    }
+  }
   return support::to_hex(hash.finish());
 }
 
@@ -263,9 +358,19 @@ std::vector<std::string> PackReader::verify() {
     for (const BinaryEntry& entry : binaries()) {
       db::Statement row(*db_, "SELECT blob FROM binary WHERE id = ?1");
       row.bind(1, entry.id);
-      if (!row.step() || support::sha256_hex(row.column_blob(0)) != entry.sha256) {
-        problems.push_back("binary " + entry.config + " for " + entry.target + " (" +
-                           entry.kind + "): blob does not match its SHA-256");
+      const std::string blob = row.step() ? row.column_blob(0) : std::string();
+      const std::string what =
+          "binary " + entry.config + " for " + entry.target + " (" + entry.kind + ")";
+      if (support::sha256_hex(blob) != entry.sha256) {
+        problems.push_back(what + ": blob does not match its SHA-256");
+      } else if (const std::string bad = check_blob_format(entry, blob); !bad.empty()) {
+        problems.push_back(what + ": " + bad);
+      }
+      if (entry.kind != kKindCpu && entry.kind != kKindCubin && entry.kind != kKindPtx) {
+        problems.push_back(what + ": unknown kind '" + entry.kind + "'");
+      }
+      if (entry.is_cuda() && !entry.has_launch) {
+        problems.push_back(what + ": no cuda_launch row (block size, tensor table layout)");
       }
       if (!rule_names.count(entry.rule)) {
         problems.push_back("binary " + entry.config + ": its rule '" + entry.rule + "' is absent");

@@ -35,9 +35,9 @@ struct BinaryEntry {
   std::string rule;
   std::string config;         ///< ir::Kernel::config_name(), e.g. "adam_amsgrad0_maximize0"
   std::string options;        ///< "amsgrad=0,maximize=0" (declaration order)
-  std::string target;         ///< "host", "x86-64-v3", "sm_90", "ptx"...
+  std::string target;         ///< "host", "x86-64-v3", "sm_80", "sm_90", "ptx"
   std::string kind;           ///< "cpu", "cubin" or "ptx"
-  std::string backend_target; ///< the Halide target string, or the CUDA arch
+  std::string backend_target; ///< the Halide target string, or the CUDA arch: "sm_90", "compute_80"
   std::string ir_hash;        ///< hex SHA-256 of "fuseopt-ir-v1\n" + printed IR
   std::string name;           ///< the kernel's symbol prefix
   std::string schedule;       ///< e.g. "v8_u2_c16384"
@@ -45,7 +45,32 @@ struct BinaryEntry {
   std::vector<std::string> phase_functions;
   int64_t size = 0;           ///< blob bytes
   std::string sha256;         ///< hex digest of the blob, as stored
+  // CUDA binaries only (kind "cubin" or "ptx"; table cuda_launch): how to launch them.
+  bool has_launch = false;    ///< a cuda_launch row exists
+  int64_t block_size = 0;
+  int64_t grid_limit = 0;
+  std::string table_layout;   ///< codegen::cuda_table_layout() the code was generated for
+
+  bool is_cuda() const { return kind == "cubin" || kind == "ptx"; }
 };
+
+/// The binary kinds of docs/packs.md.
+inline constexpr const char* kKindCpu = "cpu";
+inline constexpr const char* kKindCubin = "cubin";
+inline constexpr const char* kKindPtx = "ptx";
+/// The arch of the PTX a pack carries (target "ptx"): the oldest SM the cubins are built for,
+/// so the driver can JIT it for every GPU from compute capability 8.0 on.
+inline constexpr const char* kPackPtxArch = "compute_80";
+
+/// Why a blob is not what its kind says ("" when it is): a cubin is an ELF file for
+/// EM_CUDA whose header names the SM of `backend_target`; PTX is text with a `.version` line
+/// and a `.target` matching `backend_target`. Blob checks beyond the SHA-256, for verify and
+/// before handing bytes to the driver.
+std::string check_blob_format(const BinaryEntry& entry, const std::string& blob);
+
+/// The SM number a cubin's ELF header records (e.g. 90), or 0 when `blob` is not a CUDA ELF
+/// file.
+int cubin_sm(const std::string& blob);
 
 struct DecisionEntry {
   std::string ir_hash;
@@ -99,6 +124,7 @@ class PackReader {
   std::string path_;
   std::unique_ptr<db::Connection> db_;
   std::map<std::string, std::string> manifest_;
+  bool has_cuda_launch_ = false;  // packs written before CUDA targets existed lack the table
 };
 
 /// "amsgrad=0,maximize=0" -> {{"amsgrad","0"},...}.

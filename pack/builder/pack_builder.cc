@@ -10,6 +10,8 @@
 #include <set>
 
 #include "autotune/cache_db.h"
+#include "codegen/cuda/cuda_codegen.h"
+#include "codegen/cuda/launch_shape.h"
 #include "codegen/halide/cpu_codegen.h"
 #include "frontend/rule.h"
 #include "ir/printer.h"
@@ -28,6 +30,19 @@ namespace fuseopt::pack {
 namespace {
 
 const char* const kCpuTargets[] = {"host", "x86-64-v2", "x86-64-v3", "x86-64-v4"};
+const char* const kCudaTargets[] = {"sm_80", "sm_90", "ptx"};
+
+bool is_cuda_target(const std::string& target) {
+  for (const char* t : kCudaTargets) {
+    if (target == t) return true;
+  }
+  return false;
+}
+
+// The NVRTC arch of a CUDA pack target: the SM itself (a cubin), or PTX for kPackPtxArch.
+std::string cuda_arch(const std::string& target) {
+  return target == "ptx" ? std::string(kPackPtxArch) : target;
+}
 
 codegen::CpuSchedule schedule_for(const std::string& target) {
   codegen::CpuSchedule schedule = codegen::default_cpu_schedule();
@@ -61,6 +76,53 @@ std::string join(const std::vector<std::string>& parts, const char* separator) {
   return text;
 }
 
+// Compiles `kernel` with NVRTC for a CUDA pack target and stores it with its launch data:
+// the cubin for "sm_XX", the PTX of kPackPtxArch for "ptx" (the driver JIT-compiles it for
+// GPUs with no cubin in the pack). The launch shape is the built-in default.
+void insert_cuda_binary(db::Connection& db, const std::string& rule, const ir::Kernel& kernel,
+                        const std::string& options, const std::string& ir_hash,
+                        const std::string& target,
+                        const std::function<void(const std::string&)>& progress) {
+  const codegen::CudaLaunchShape shape;
+  const std::string arch = cuda_arch(target);
+  const codegen::CudaBinary binary = codegen::compile_cuda_kernel(kernel, shape, arch);
+  const bool is_ptx = target == "ptx";
+  std::string blob = is_ptx ? binary.ptx : binary.cubin;
+  while (is_ptx && !blob.empty() && blob.back() == '\0') blob.pop_back();  // NVRTC's NUL
+  FUSEOPT_CHECK(!blob.empty(), "NVRTC gave no " + std::string(is_ptx ? "PTX" : "cubin") +
+                                   " for " + arch);
+  db::Statement insert(db,
+                       "INSERT INTO binary (rule, config, options, target, kind, "
+                       "backend_target, ir_hash, name, schedule, chunk_elements, "
+                       "phase_functions, blob, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                       "?9, ?10, ?11, ?12, ?13)");
+  insert.bind_text(1, rule)
+      .bind_text(2, kernel.config_name())
+      .bind_text(3, options)
+      .bind_text(4, target)
+      .bind_text(5, is_ptx ? kKindPtx : kKindCubin)
+      .bind_text(6, arch)
+      .bind_text(7, ir_hash)
+      .bind_text(8, binary.name)
+      .bind_text(9, shape.spelling())
+      .bind(10, shape.chunk_elements)
+      .bind_text(11, join(binary.phase_functions, "\n"))
+      .bind_blob(12, blob)
+      .bind_text(13, support::sha256_hex(blob));
+  insert.run();
+  db::Statement launch(db,
+                       "INSERT INTO cuda_launch (binary, block_size, grid_limit, table_layout) "
+                       "VALUES (last_insert_rowid(), ?1, ?2, ?3)");
+  launch.bind(1, shape.block_size).bind(2, shape.grid_limit).bind_text(3, binary.table_layout);
+  launch.run();
+  if (progress) {
+    char line[256];
+    std::snprintf(line, sizeof line, "%-40s %-10s %7zu bytes  %.2f s", kernel.config_name().c_str(),
+                  target.c_str(), blob.size(), binary.compile_seconds);
+    progress(line);
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> parse_targets(const std::string& list) {
@@ -71,20 +133,19 @@ std::vector<std::string> parse_targets(const std::string& list) {
     const std::string item = list.substr(start, comma - start);
     start = comma + 1;
     if (item.empty()) continue;
-    if (item == "all" || item == "cpu") {
+    if (item == "cpu" || item == "all") {
       for (const char* t : kCpuTargets) targets.emplace_back(t);
-      continue;
     }
-    bool known = false;
+    if (item == "cuda" || item == "all") {
+      for (const char* t : kCudaTargets) targets.emplace_back(t);
+    }
+    if (item == "cpu" || item == "cuda" || item == "all") continue;
+    bool known = is_cuda_target(item);
     for (const char* t : kCpuTargets) known = known || item == t;
-    if (item == "sm_80" || item == "sm_90" || item == "ptx") {
-      throw EnvironmentError("pack target '" + item +
-                             "': CUDA targets in packs are not built yet (CPU targets: host, "
-                             "x86-64-v2, x86-64-v3, x86-64-v4)");
-    }
     if (!known) {
       throw UserError("unknown pack target '" + item +
-                      "' (known: host, x86-64-v2, x86-64-v3, x86-64-v4, all)");
+                      "' (known: host, x86-64-v2, x86-64-v3, x86-64-v4, sm_80, sm_90, ptx; "
+                      "cpu, cuda or all for groups)");
     }
     targets.push_back(item);
   }
@@ -103,6 +164,18 @@ PackBuildReport build_pack(const PackBuildSettings& settings,
   if (settings.targets.empty()) throw UserError("'pack build' needs at least one target");
   std::vector<frontend::Rule> rules;
   for (const std::string& name : settings.rules) rules.push_back(frontend::load_rule(name));
+  // CUDA targets need NVRTC on the building machine (never on the one that runs the pack):
+  // say so before compiling anything.
+  std::string nvrtc;
+  if (std::any_of(settings.targets.begin(), settings.targets.end(), is_cuda_target)) {
+    try {
+      nvrtc = codegen::nvrtc_version();
+    } catch (const EnvironmentError& e) {
+      throw EnvironmentError(std::string("the CUDA pack targets (sm_80, sm_90, ptx) are compiled "
+                                         "by NVRTC on the building machine: ") +
+                             e.what());
+    }
+  }
 
   const std::string temporary = settings.output + ".tmp-" + std::to_string(getpid());
   std::remove(temporary.c_str());
@@ -147,6 +220,12 @@ PackBuildReport build_pack(const PackBuildSettings& settings,
         const std::string ir_hash = support::sha256_hex("fuseopt-ir-v1\n" + ir::print_kernel(kernel));
         hashes.insert(ir_hash);
         for (const std::string& target : settings.targets) {
+          if (is_cuda_target(target)) {
+            insert_cuda_binary(db, rule.name(), kernel, option_list(options), ir_hash, target,
+                               progress);
+            ++report.binaries;
+            continue;
+          }
           const codegen::CpuSchedule schedule = schedule_for(target);
           const codegen::HalideCpuBinary binary = codegen::compile_cpu_kernel(kernel, schedule, target);
           db::Statement insert(db,
@@ -215,6 +294,11 @@ PackBuildReport build_pack(const PackBuildSettings& settings,
         {"targets", join(settings.targets, ",")},
         {"rules", join(rule_names, ",")},
     };
+    if (!nvrtc.empty()) {
+      db::Statement insert(db, "INSERT INTO manifest (key, value) VALUES ('nvrtc_version', ?1)");
+      insert.bind_text(1, nvrtc);
+      insert.run();
+    }
     for (const auto& [key, value] : manifest) {
       db::Statement insert(db, "INSERT INTO manifest (key, value) VALUES (?1, ?2)");
       insert.bind_text(1, key).bind_text(2, value);

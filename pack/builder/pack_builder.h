@@ -1,6 +1,7 @@
 // Building a kernel pack (docs/packs.md): every option combination of each rule compiled
-// ahead of time for each CPU target, with the rule sources and the cache's tuning decisions
-// for those kernels. Uses the frontend, codegen/halide and the autotuner's cache.
+// ahead of time for each target (CPU shared objects by Halide, CUDA cubins and PTX by NVRTC),
+// with the rule sources and the cache's tuning decisions for those kernels. Uses the
+// frontend, codegen/halide, codegen/cuda and the autotuner's cache.
 #pragma once
 
 #include <functional>
@@ -13,7 +14,8 @@ namespace fuseopt::pack {
 struct PackBuildSettings {
   std::vector<std::string> rules;  ///< built-in names or paths
   std::string output;              ///< the pack file (replaced when complete)
-  /// "host", "x86-64-v2", "x86-64-v3", "x86-64-v4". (CUDA targets are not built yet.)
+  /// "host", "x86-64-v2", "x86-64-v3", "x86-64-v4" (Halide), "sm_80", "sm_90" (cubins) and
+  /// "ptx" (compute_80 PTX): see parse_targets().
   std::vector<std::string> targets = {"host"};
   /// When not empty: only these option values (NAME -> VALUE), other options at their
   /// defaults; otherwise every combination of the boolean options.
@@ -31,11 +33,13 @@ struct PackBuildReport {
 };
 
 /// Throws UserError for an unknown rule, target or option; EnvironmentError when no linker
-/// can be run. `progress` receives one line per compiled binary.
+/// can be run, or for a CUDA target without NVRTC. `progress` receives one line per
+/// compiled binary.
 PackBuildReport build_pack(const PackBuildSettings& settings,
                            const std::function<void(const std::string&)>& progress = {});
 
-/// "x86-64-v2,x86-64-v3" -> the list, checked ("all": every CPU level and the host).
+/// "x86-64-v2,sm_90" -> the list, checked and without repeats. Groups: "cpu" (host and the
+/// three x86-64 levels), "cuda" (sm_80, sm_90, ptx), "all" (both).
 std::vector<std::string> parse_targets(const std::string& list);
 
 }  // namespace fuseopt::pack

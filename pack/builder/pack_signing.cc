@@ -9,6 +9,7 @@
 #include <sstream>
 #include <vector>
 
+#include "pack/pack_trust.h"
 #include "support/error.h"
 
 namespace fuseopt::pack {
@@ -81,32 +82,24 @@ std::pair<std::string, std::string> sign_digest(const std::string& secret_path,
 }
 
 void check_signature(PackReader& pack, const std::string& public_path) {
-  init();
-  const std::string key_hex = read_key_file(public_path);
-  const std::vector<unsigned char> key =
-      from_hex(key_hex, crypto_sign_PUBLICKEYBYTES, "'" + public_path + "'");
-  const std::string digest = pack.content_digest();
+  const TrustedKey key = read_public_key(public_path);
   bool signed_by_key = false;
   for (const PackSignature& s : pack.signatures()) {
-    if (s.public_key != key_hex) continue;
-    signed_by_key = true;
-    std::vector<unsigned char> signature;
-    try {
-      signature = from_hex(s.signature, crypto_sign_BYTES, "the signature");
-    } catch (const UserError&) {
-      continue;
-    }
-    if (crypto_sign_verify_detached(signature.data(),
-                                    reinterpret_cast<const unsigned char*>(digest.data()),
-                                    digest.size(), key.data()) == 0) {
+    signed_by_key = signed_by_key || s.public_key == key.public_key_hex;
+  }
+  if (!signed_by_key) {
+    throw UserError("kernel pack '" + pack.path() + "' is not signed by the key in '" +
+                    public_path + "'");
+  }
+  const std::string digest = pack.content_digest();
+  for (const PackSignature& s : pack.signatures()) {
+    if (s.public_key == key.public_key_hex &&
+        signature_is_valid(digest, key.public_key_hex, s.signature)) {
       return;
     }
   }
-  throw UserError(signed_by_key
-                      ? "kernel pack '" + pack.path() + "': the signature by '" + public_path +
-                            "' does not match the pack's content (tampered)"
-                      : "kernel pack '" + pack.path() + "' is not signed by the key in '" +
-                            public_path + "'");
+  throw UserError("kernel pack '" + pack.path() + "': the signature by '" + public_path +
+                  "' does not match the pack's content (tampered)");
 }
 
 }  // namespace fuseopt::pack

@@ -1,6 +1,9 @@
 // libFuzzer target: arbitrary bytes as a kernel pack through the pack reader (header and
-// manifest checks, listing rules, binaries and decisions, reading every blob with its hash,
-// verify()). Bad input must only ever raise UserError: any crash, hang or leak is a bug.
+// manifest checks, listing rules, binaries (with their CUDA launch rows) and decisions,
+// reading every blob with its hash and checking its format (cubin ELF header, PTX), the
+// content digest and signatures, verify()). Bad input must only ever raise UserError: any
+// crash, hang or leak is a bug. Seeds: tests/fuzz/corpus/fuzz_pack_reader/ (small packs with
+// every table filled, made by make_pack_seed.py).
 #include <unistd.h>
 
 #include <cstddef>
@@ -27,10 +30,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)reader.decisions();
     for (const auto& entry : reader.binaries()) {
       try {
-        (void)reader.read_blob(entry);
+        (void)fuseopt::pack::check_blob_format(entry, reader.read_blob(entry));
       } catch (const fuseopt::UserError&) {
       }
     }
+    (void)reader.signatures();
+    (void)reader.content_digest();
     (void)reader.verify();
   } catch (const fuseopt::UserError&) {
   }

@@ -1,6 +1,8 @@
-// Kernel packs end to end: build with `fuseopt pack build`, inspect, verify, run with the
-// runtime-only fuseopt-pack-run (bit-identical to the interpreter, no compiler on PATH, no
-// Halide/LLVM/NVRTC linked), and every kind of bad pack giving a clear error, never a crash.
+// Kernel packs end to end (CPU targets): build with `fuseopt pack build`, inspect, verify,
+// run with the runtime-only fuseopt-pack-run (bit-identical to the interpreter, no compiler on
+// PATH, no Halide/LLVM/NVRTC linked), and every kind of bad pack giving a clear error, never a
+// crash. CUDA targets: pack_cuda_test.cc; trusted keys: pack_trust_test.cc; the C++ API's
+// lookup chain: pack_api_test.cc.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -20,6 +22,7 @@
 #include "runtime/optimizer.h"
 #include "support/error.h"
 #include "tests/cli/process.h"
+#include "tests/pack/pack_fixture.h"
 
 namespace fuseopt {
 namespace {
@@ -30,58 +33,27 @@ using testing::run_process;
 
 class PackTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    folder_ = new std::string(fs::temp_directory_path() /
-                              ("fuseopt_pack_test_" + std::to_string(getpid())));
-    fs::create_directories(*folder_);
-    const ProcessResult r =
-        run_process(FUSEOPT_BINARY, {"pack", "build", "adadelta", "-o", pack_path()});
-    build_ = new ProcessResult(r);
+  void SetUp() override {
+    ASSERT_TRUE(pack_testing::adadelta_pack().ok)
+        << pack_testing::adadelta_pack().build.out << pack_testing::adadelta_pack().build.err;
   }
-  static void TearDownTestSuite() {
-    std::error_code ignored;
-    fs::remove_all(*folder_, ignored);
-    delete folder_;
-    delete build_;
-  }
-  void SetUp() override { ASSERT_EQ(build_->exit_code, 0) << build_->out << build_->err; }
 
-  static std::string path(const std::string& name) { return *folder_ + "/" + name; }
-  static std::string pack_path() { return path("adadelta.pack"); }
+  static std::string path(const std::string& name) { return pack_testing::scratch(name); }
+  static std::string pack_path() { return pack_testing::adadelta_pack().path; }
 
   // A writable copy of the pack, changed by `sql`.
   static std::string tampered(const std::string& name, const char* sql) {
-    const std::string copy = path(name);
-    fs::remove(copy);
-    fs::copy_file(pack_path(), copy);
-    fs::permissions(copy, fs::perms::owner_read | fs::perms::owner_write);
-    sqlite3* db = nullptr;
-    EXPECT_EQ(sqlite3_open(copy.c_str(), &db), SQLITE_OK);
-    char* error = nullptr;
-    EXPECT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, &error), SQLITE_OK) << (error ? error : "");
-    sqlite3_free(error);
-    sqlite3_close(db);
-    return copy;
+    return pack_testing::tampered(pack_path(), name, sql);
   }
 
   static ProcessResult pack_run(const std::vector<std::string>& args) {
-    std::vector<std::string> all = {"PATH=", PACK_RUN_BINARY};
-    all.insert(all.end(), args.begin(), args.end());
-    return run_process("/usr/bin/env", all);
+    return pack_testing::pack_run(args);
   }
 
   static void expect_failure(const ProcessResult& r, int code, const std::string& text) {
-    EXPECT_EQ(r.signal, 0) << r.err;
-    EXPECT_EQ(r.exit_code, code) << r.out << r.err;
-    EXPECT_NE(r.err.find(text), std::string::npos) << "stderr lacks '" << text << "':\n" << r.err;
+    pack_testing::expect_failure(r, code, text);
   }
-
-  static std::string* folder_;
-  static ProcessResult* build_;
 };
-
-std::string* PackTest::folder_ = nullptr;
-ProcessResult* PackTest::build_ = nullptr;
 
 TEST_F(PackTest, InspectListsEveryCombination) {
   const ProcessResult r = run_process(FUSEOPT_BINARY, {"pack", "inspect", pack_path()});
@@ -149,7 +121,8 @@ TEST_F(PackTest, PackRunRunsWithNoCompilerOnPath) {
 TEST_F(PackTest, PackRunLinksNoCompiler) {
   const ProcessResult r = run_process("/usr/bin/env", {"LC_ALL=C", "ldd", PACK_RUN_BINARY});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (const char* library : {"Halide", "LLVM", "nvrtc", "libcuda", "clang"}) {
+  // The CUDA driver is opened with dlopen when a pack has CUDA binaries, never linked.
+  for (const char* library : {"Halide", "LLVM", "nvrtc", "libcuda", "cudart", "clang"}) {
     EXPECT_EQ(r.out.find(library), std::string::npos) << library << " in:\n" << r.out;
   }
 }

@@ -1,5 +1,7 @@
 // `fuseopt pack (build RULE... -o FILE [--targets LIST] [--options NAME=VALUE]... |
 // inspect FILE | verify FILE)`: kernel packs (docs/packs.md).
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
 #include <iostream>
@@ -76,12 +78,37 @@ int run_inspect(const std::string& path) {
   }
   const auto binaries = reader.binaries();
   std::cout << "\nbinaries (" << binaries.size() << "):\n  " << pad("config", 36)
-            << pad("target", 11) << pad("kind", 6) << pad("schedule", 16) << pad("bytes", 10)
-            << pad("ir", 14) << "sha256\n";
+            << pad("target", 11) << pad("kind", 7) << pad("arch", 11) << pad("schedule", 22)
+            << pad("bytes", 10) << pad("ir", 14) << "sha256\n";
   for (const auto& b : binaries) {
-    std::cout << "  " << pad(b.config, 36) << pad(b.target, 11) << pad(b.kind, 6)
-              << pad(b.schedule, 16) << pad(std::to_string(b.size), 10)
-              << pad(b.ir_hash.substr(0, 12), 14) << b.sha256.substr(0, 16) << "\n";
+    // The CPU's Halide target string is long: its x86-64 level is the target column.
+    std::cout << "  " << pad(b.config, 36) << pad(b.target, 11) << pad(b.kind, 7)
+              << pad(b.is_cuda() ? b.backend_target : "-", 11) << pad(b.schedule, 22)
+              << pad(std::to_string(b.size), 10) << pad(b.ir_hash.substr(0, 12), 14)
+              << b.sha256.substr(0, 16) << "\n";
+  }
+  // Bytes per rule and target, summed over option combinations: what each target adds to a
+  // pack (docs/performance.md lists these figures).
+  std::vector<std::string> targets;
+  std::map<std::string, std::map<std::string, int64_t>> bytes;  // rule -> target -> bytes
+  for (const auto& b : binaries) {
+    if (std::find(targets.begin(), targets.end(), b.target) == targets.end()) {
+      targets.push_back(b.target);
+    }
+    bytes[b.rule][b.target] += b.size;
+  }
+  if (!binaries.empty()) {
+    std::cout << "\nbytes per rule and target:\n  " << pad("rule", 16);
+    for (const std::string& t : targets) std::cout << pad(t, 11);
+    std::cout << "\n";
+    for (const auto& [rule, per_target] : bytes) {
+      std::cout << "  " << pad(rule, 16);
+      for (const std::string& t : targets) {
+        const auto found = per_target.find(t);
+        std::cout << pad(found == per_target.end() ? "-" : std::to_string(found->second), 11);
+      }
+      std::cout << "\n";
+    }
   }
   const auto signatures = reader.signatures();
   std::cout << "\nsignatures (" << signatures.size() << "):\n";
@@ -129,8 +156,9 @@ CommandSpec pack_spec() {
           "Builds, lists and checks kernel packs (docs/packs.md): read-only files of\n"
           "binaries compiled ahead of time, which fuseopt-pack-run loads with no compiler.\n"
           "  build    compiles every option combination of each RULE (or the one --options\n"
-          "           names) for each target: host, x86-64-v2, x86-64-v3, x86-64-v4, all\n"
-          "           (default: host), with the cache's tuning decisions for them\n"
+          "           names) for each target: host, x86-64-v2, x86-64-v3, x86-64-v4 (Halide),\n"
+          "           sm_80, sm_90 (cubins) and ptx (compute_80 PTX), both by NVRTC; groups\n"
+          "           cpu, cuda, all (default: host), with the cache's tuning decisions\n"
           "  inspect  lists the manifest, rules, binaries and decisions\n"
           "  verify   checks the manifest and every SHA-256 (and with --key, the ed25519\n"
           "           signature); exit code 1 on a mismatch\n"

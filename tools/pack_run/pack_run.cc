@@ -1,8 +1,11 @@
 // `fuseopt-pack-run PACK RULE [--size N] [--steps K] [--set NAME=VALUE]... [--option
-// NAME=VALUE]... [--threads T] [--json]`: loads the best binary of RULE for this machine
-// from a kernel pack, runs K steps on generated data and prints the parameters' checksum and
-// the time per step. Exit codes (as fuseopt's): 0 done, 1 a bad pack or input, 2 usage,
-// 3 an internal error, 4 this machine cannot run the pack's binaries.
+// NAME=VALUE]... [--device auto|cpu|cuda] [--trusted-key PUBFILE]... [--threads T] [--json]`:
+// loads the best binary of RULE for this machine from a kernel pack (on a GPU the cubin of its
+// exact SM, else the PTX; on the CPU the best x86-64 level it supports), runs K steps on
+// generated data and prints the parameters' checksum and the time per step. With trusted keys
+// (--trusted-key, $FUSEOPT_PACK_TRUSTED_KEYS) only packs signed by one of them are run.
+// Exit codes (as fuseopt's): 0 done, 1 a bad or untrusted pack or input, 2 usage, 3 an
+// internal error, 4 this machine cannot run the pack's binaries.
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "pack/pack_loader.h"
+#include "pack/pack_trust.h"
 #include "runtime/optimizer.h"
 #include "support/error.h"
 #include "support/sha256.h"
@@ -22,7 +26,8 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: fuseopt-pack-run PACK RULE [--size N] [--steps K] [--set NAME=VALUE]...\n"
-    "                        [--option NAME=VALUE]... [--threads T] [--json]\n";
+    "                        [--option NAME=VALUE]... [--device auto|cpu|cuda]\n"
+    "                        [--trusted-key PUBFILE]... [--threads T] [--json]\n";
 
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -61,6 +66,8 @@ int run(int argc, char** argv) {
   bool json = false;
   std::map<std::string, double> hypers;
   std::map<std::string, std::string> options;
+  std::string device = "auto";
+  std::vector<std::string> key_files;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto next = [&]() -> std::string {
@@ -76,6 +83,13 @@ int run(int argc, char** argv) {
       steps = parse_int(arg, next(), 1);
     } else if (arg == "--threads") {
       threads = parse_int(arg, next(), 0);
+    } else if (arg == "--device") {
+      device = next();
+      if (device != "auto" && device != "cpu" && device != "cuda") {
+        throw UsageError("--device needs auto, cpu or cuda, not '" + device + "'");
+      }
+    } else if (arg == "--trusted-key") {
+      key_files.push_back(next());
     } else if (arg == "--json") {
       json = true;
     } else if (arg == "--set") {
@@ -95,10 +109,18 @@ int run(int argc, char** argv) {
   }
   if (positionals.size() != 2) throw UsageError("needs a PACK and a RULE");
 
+  // Keys are read before the pack is opened: a bad key file is the first error.
+  std::vector<fuseopt::pack::TrustedKey> keys;
+  for (const std::string& file : key_files) keys.push_back(fuseopt::pack::read_public_key(file));
+  for (const auto& key : fuseopt::pack::trusted_keys_from_environment()) keys.push_back(key);
+
   const auto started = std::chrono::steady_clock::now();
   fuseopt::pack::PackReader pack(positionals[0], fuseopt::runtime::kKernelAbiVersion);
-  fuseopt::pack::LoadedKernel loaded =
-      fuseopt::pack::load_cpu_kernel_from_pack(pack, positionals[1], options);
+  fuseopt::pack::require_trusted_signature(
+      pack, keys, "the trusted keys (--trusted-key, $" +
+                      std::string(fuseopt::pack::kTrustedKeysVariable) + ")");
+  fuseopt::pack::LoadedKernel loaded = fuseopt::pack::load_kernel_from_pack(
+      pack, positionals[1], options, fuseopt::pack::parse_pack_device(device));
   fuseopt::Optimizer optimizer(loaded.kernel, hypers, static_cast<int>(threads));
   const auto loaded_at = std::chrono::steady_clock::now();
   const size_t tensor = optimizer.add_tensor(size);
@@ -130,14 +152,18 @@ int run(int argc, char** argv) {
   if (json) {
     std::printf("{\"rule\": \"%s\", \"binary\": \"%s\", \"target\": \"%s\", \"size\": %lld, "
                 "\"steps\": %lld, \"checksum\": \"%s\", \"sum\": %.9g, \"load_ms\": %.3f, "
-                "\"load_and_first_step_ms\": %.3f, \"step_ms\": %.4f, \"binary_bytes\": %lld}\n",
+                "\"load_and_first_step_ms\": %.3f, \"step_ms\": %.4f, \"binary_bytes\": %lld, "
+                "\"kind\": \"%s\", \"trusted_signature\": %s}\n",
                 positionals[1].c_str(), loaded.binary.name.c_str(), loaded.binary.target.c_str(),
                 static_cast<long long>(size), static_cast<long long>(steps), checksum.c_str(), sum,
-                load_ms, first_ms, step_ms, static_cast<long long>(loaded.binary.size));
+                load_ms, first_ms, step_ms, static_cast<long long>(loaded.binary.size),
+                loaded.binary.kind.c_str(), keys.empty() ? "false" : "true");
   } else {
     std::printf("rule:       %s (%s)\n", positionals[1].c_str(), loaded.binary.config.c_str());
-    std::printf("binary:     %s for %s (%s)\n", loaded.binary.name.c_str(),
-                loaded.binary.target.c_str(), loaded.binary.backend_target.c_str());
+    std::printf("binary:     %s for %s (%s %s)\n", loaded.binary.name.c_str(),
+                loaded.binary.target.c_str(), loaded.binary.kind.c_str(),
+                loaded.binary.backend_target.c_str());
+    if (!keys.empty()) std::printf("signature:  valid, by a trusted key\n");
     std::printf("steps:      %lld on %lld elements\n", static_cast<long long>(steps),
                 static_cast<long long>(size));
     std::printf("checksum:   %s (sum %.9g)\n", checksum.c_str(), sum);
