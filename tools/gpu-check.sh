@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check, one prepared script for a machine with an NVIDIA GPU (under 8 minutes on an
 # H200 with 16 cores):
-#   1. build    the release preset's GPU targets (gpu_test, gpu_bench), -j16
+#   1. build    the release preset's GPU targets (gpu_test, gpu_bench, pack_gpu_test), -j16
 #   2. tests    ctest -L gpu: every rule and option combination on the GPU against the
-#               interpreter, misaligned and aliased buffers, bitwise-identical repeats
+#               interpreter, misaligned and aliased buffers, bitwise-identical repeats;
+#               CUDA kernel packs (exact-SM cubin, else PTX) in fuseopt-pack-run and the API
 #   3. bench    build/release/tests/gpu/gpu_bench: fp32 Adam at 2^28 elements against the
 #               device-to-device copy bandwidth measured in the same process, 16384 tensors of
 #               4096 elements, NVRTC time per rule
@@ -43,13 +44,13 @@ fi
 echo "==> GPU: $gpu_line"
 
 # ---- 1. build --------------------------------------------------------------------------------
-echo "==> [build] cmake --preset release; build gpu_test gpu_bench with -j$JOBS"
+echo "==> [build] cmake --preset release; build the GPU targets with -j$JOBS"
 build_start=$SECONDS
 if ! timeout 360 cmake --preset release >"$LOG_DIR/configure.log" 2>&1; then
   tail -n 40 "$LOG_DIR/configure.log" >&2
   die "configuring failed (log: $LOG_DIR/configure.log)"
 fi
-if ! timeout 360 cmake --build "$BUILD_DIR" -j "$JOBS" --target gpu_test gpu_bench \
+if ! timeout 360 cmake --build "$BUILD_DIR" -j "$JOBS" --target gpu_test gpu_bench pack_gpu_test \
     >"$LOG_DIR/build.log" 2>&1; then
   grep -E "error|Error" "$LOG_DIR/build.log" | head -n 40 >&2 || tail -n 40 "$LOG_DIR/build.log" >&2
   die "building failed (log: $LOG_DIR/build.log)"
