@@ -49,7 +49,11 @@ std::optional<Rule> Rule::check(std::shared_ptr<const support::SourceFile> file,
     const std::string init = s.init_kind == ast::StateDecl::InitKind::kName
                                  ? s.init_name
                                  : format_number(s.init_number);
-    rule.states_.push_back({s.name, init, s.when});
+    rule.states_.push_back({s.name, init, s.when, s.dtype + (s.stochastic ? " stochastic" : "")});
+  }
+  for (const auto& s : module->storages) {
+    (s.buffer == "param" ? rule.param_storage_ : rule.grad_storage_) =
+        s.dtype + (s.stochastic ? " stochastic" : "");
   }
   for (const auto& s : module->scalars) rule.scalars_.push_back({s.name, s.init});
 

@@ -31,6 +31,7 @@ class Rule {
     std::string name;
     std::string init;  ///< as written: "0", "param", "grad" or a hyper's name
     std::string when;  ///< the option it needs, or empty
+    std::string storage = "f32";  ///< "f32", "bf16" or "f16", then " stochastic" if declared
   };
   struct Scalar {
     std::string name;
@@ -50,6 +51,9 @@ class Rule {
   const std::vector<Option>& options() const { return options_; }
   const std::vector<State>& states() const { return states_; }
   const std::vector<Scalar>& scalars() const { return scalars_; }
+  /// How the rule declares param and grad stored (as State::storage; "f32" by default).
+  const std::string& param_storage() const { return param_storage_; }
+  const std::string& grad_storage() const { return grad_storage_; }
   const support::SourceFile& source() const { return *file_; }
 
   /// Every option at its default, with `overrides` applied (values "true", "false" or an
@@ -75,6 +79,8 @@ class Rule {
   std::vector<Option> options_;
   std::vector<State> states_;
   std::vector<Scalar> scalars_;
+  std::string param_storage_ = "f32";
+  std::string grad_storage_ = "f32";
 };
 
 /// The text of a built-in rule (by name) or of a rule file (by path: anything with a '/'

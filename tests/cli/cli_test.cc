@@ -200,10 +200,10 @@ TEST_F(CliTest, MissingArgumentIsAUsageError) {
   expect_error(fuseopt({"rules", "extra"}), 2, "unexpected argument 'extra'");
 }
 
-TEST_F(CliTest, UnbuiltSubcommandsAreEnvironmentErrors) {
+TEST_F(CliTest, MissingPacksAndBadActionsAndFlagsAreClearErrors) {
   expect_error(fuseopt({"pack", "inspect", "x.pack"}), 1, "no kernel pack at 'x.pack'");
   expect_error(fuseopt({"pack", "frob"}), 2, "unknown pack action 'frob'");
-  // A typo is still a usage error.
+  // A typo is a usage error.
   expect_error(fuseopt({"bench", "adam", "--sise", "4"}), 2, "unknown flag '--sise'");
 }
 
@@ -220,7 +220,8 @@ TEST_F(CliTest, RulesJsonDescribesEveryBuiltinRule) {
   std::set<std::string> names;
   for (const JsonValue& rule : json->array) {
     ASSERT_EQ(rule.kind, JsonValue::Kind::kObject);
-    for (const char* key : {"name", "summary", "hypers", "options", "states", "scalars"}) {
+    for (const char* key : {"name", "summary", "hypers", "options", "states", "scalars",
+                            "param_storage", "grad_storage"}) {
       EXPECT_TRUE(rule.has(key)) << key;
     }
     EXPECT_FALSE(rule["summary"].string.empty()) << rule["name"].string;

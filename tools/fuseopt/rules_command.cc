@@ -20,10 +20,12 @@ std::string option_default(const frontend::Rule::Option& option) {
   return std::to_string(option.default_value);
 }
 
-// "exp_avg", "sum=initial_accumulator_value", "max_exp_avg_sq (when amsgrad)".
+// "exp_avg", "sum=initial_accumulator_value", "max_exp_avg_sq (when amsgrad)",
+// "exp_avg:bf16 stochastic".
 std::string describe_state(const frontend::Rule::State& state) {
   std::string out = state.name;
   if (state.init != "0") out += "=" + state.init;
+  if (state.storage != "f32") out += ":" + state.storage;
   if (!state.when.empty()) out += " (when " + state.when + ")";
   return out;
 }
@@ -49,6 +51,9 @@ void print_table(const std::vector<frontend::Rule>& rules) {
     print_row("options", options);
     print_row("states", states);
     if (!scalars.empty()) print_row("scalars", scalars);
+    if (rule.param_storage() != "f32" || rule.grad_storage() != "f32") {
+      print_row("storage", {"param:" + rule.param_storage(), "grad:" + rule.grad_storage()});
+    }
   }
 }
 
@@ -74,7 +79,8 @@ void print_json(const std::vector<frontend::Rule>& rules) {
     }
     w.end_array().key("states").begin_array();
     for (const auto& s : rule.states()) {
-      w.begin_object().key("name").value(s.name).key("init").value(s.init).key("when");
+      w.begin_object().key("name").value(s.name).key("init").value(s.init);
+      w.key("storage").value(s.storage).key("when");
       if (s.when.empty()) {
         w.null();
       } else {
@@ -86,7 +92,10 @@ void print_json(const std::vector<frontend::Rule>& rules) {
     for (const auto& s : rule.scalars()) {
       w.begin_object().key("name").value(s.name).key("init").value(s.init).end_object();
     }
-    w.end_array().end_object();
+    w.end_array();
+    w.key("param_storage").value(rule.param_storage());
+    w.key("grad_storage").value(rule.grad_storage());
+    w.end_object();
   }
   w.end_array();
   std::cout << w.str() << "\n";
