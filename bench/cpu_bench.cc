@@ -240,6 +240,34 @@ Optimizer make_adam(Backend backend, int64_t tensors, int64_t numel) {
   return optimizer;
 }
 
+// The same group in caller-owned memory: one allocation per parameter and per gradient, as a
+// framework's tensors are, so consecutive tensors are not adjacent and nothing coalesces
+// (the states are still the optimizer's). Shows the runtime's per-tensor cost.
+struct CallerAdam {
+  std::vector<std::vector<float>> memory;  ///< params and grads; never resized after adding
+  std::optional<Optimizer> optimizer;
+  void step() { optimizer->step(); }
+};
+
+CallerAdam make_caller_adam(int64_t tensors, int64_t numel) {
+  CompileOptions options;
+  options.backend = Backend::kCpu;
+  options.size_hint = tensors * numel;
+  options.tensor_count = tensors;
+  CallerAdam group;
+  group.optimizer.emplace(make_optimizer("adam", options, {}, kThreads));
+  group.memory.reserve(static_cast<size_t>(2 * tensors));
+  for (int64_t k = 0; k < tensors; ++k) {
+    std::vector<float>& param = group.memory.emplace_back(static_cast<size_t>(numel));
+    std::vector<float>& grad = group.memory.emplace_back(static_cast<size_t>(numel));
+    fill_deterministic(param.data(), numel, static_cast<uint32_t>(2 * k), -1.0f, 1.0f, 1);
+    fill_deterministic(grad.data(), numel, static_cast<uint32_t>(2 * k + 1), -1e-2f, 1e-2f, 1);
+    group.optimizer->add_tensor(param.data(), grad.data(), numel);
+  }
+  for (int i = 0; i < 2; ++i) group.step();
+  return group;
+}
+
 double fuseopt_big_ns_per_element() {
   if (!g_fuseopt_big_ns_per_element) {
     Optimizer optimizer = make_adam(Backend::kCpu, 1, kBig);
@@ -367,18 +395,27 @@ BENCHMARK(BM_AdamVsHand)
     ->Unit(benchmark::kMillisecond);
 
 // fuseopt on many tensors against fuseopt on one tensor of the same total size (2^24).
-// args: tensors, numel. ratio = one big / many time per element (the target is >= 0.9).
+// args: tensors, numel, caller (0: add_tensor(numel), the optimizer's arena, where adjacent
+// tensors coalesce; 1: separately allocated caller memory, where none do). ratio = one big /
+// many time per element (the target is >= 0.9).
 void BM_ManyVsOneBig(benchmark::State& state) {
   const int64_t tensors = state.range(0);
   const int64_t numel = state.range(1);
+  const bool caller = state.range(2) != 0;
   try {
     Optimizer big = make_adam(Backend::kCpu, 1, tensors * numel);
-    Optimizer many = make_adam(Backend::kCpu, tensors, numel);
+    std::optional<Optimizer> arena;
+    std::optional<CallerAdam> separate;
+    if (caller) {
+      separate.emplace(make_caller_adam(tensors, numel));
+    } else {
+      arena.emplace(make_adam(Backend::kCpu, tensors, numel));
+    }
     StepTimes big_times;
     StepTimes many_times;
     for (auto _ : state) {
       time_step(big_times, [&] { big.step(); });
-      time_step(many_times, [&] { many.step(); });
+      time_step(many_times, [&] { caller ? separate->step() : arena->step(); });
     }
     const int64_t elements = tensors * numel;
     state.counters["many_ns/elem"] = many_times.median_ns(elements);
@@ -390,9 +427,10 @@ void BM_ManyVsOneBig(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_ManyVsOneBig)
-    ->ArgNames({"tensors", "numel"})
-    ->Args({4096, 4096})
-    ->Args({65536, 256})
+    ->ArgNames({"tensors", "numel", "caller"})
+    ->Args({4096, 4096, 0})
+    ->Args({65536, 256, 0})
+    ->Args({65536, 256, 1})
     ->Iterations(30)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
@@ -438,17 +476,25 @@ BENCHMARK(BM_HandManyVsOneBig)
 // Per-tensor overhead without the memory system: 2^18 elements in all (28 bytes each: 7 MiB,
 // inside the 32 MiB L3), as one tensor and as 1024 tensors of 256. The difference in step
 // time divided by 1024 is what one small tensor costs beyond its elements.
+// args: tensors, caller (as for ManyVsOneBig: 1 keeps the small tensors from coalescing).
 void BM_InCacheManyVsOne(benchmark::State& state) {
   constexpr int64_t kTotal = int64_t{1} << 18;
   const int64_t tensors = state.range(0);
+  const bool caller = state.range(1) != 0;
   try {
     Optimizer one = make_adam(Backend::kCpu, 1, kTotal);
-    Optimizer many = make_adam(Backend::kCpu, tensors, kTotal / tensors);
+    std::optional<Optimizer> arena;
+    std::optional<CallerAdam> separate;
+    if (caller) {
+      separate.emplace(make_caller_adam(tensors, kTotal / tensors));
+    } else {
+      arena.emplace(make_adam(Backend::kCpu, tensors, kTotal / tensors));
+    }
     StepTimes one_times;
     StepTimes many_times;
     for (auto _ : state) {
       time_step(one_times, [&] { one.step(); });
-      time_step(many_times, [&] { many.step(); });
+      time_step(many_times, [&] { caller ? separate->step() : arena->step(); });
     }
     state.counters["one_ns/elem"] = one_times.median_ns(kTotal);
     state.counters["many_ns/elem"] = many_times.median_ns(kTotal);
@@ -459,8 +505,9 @@ void BM_InCacheManyVsOne(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_InCacheManyVsOne)
-    ->ArgName("tensors")
-    ->Arg(1024)
+    ->ArgNames({"tensors", "caller"})
+    ->Args({1024, 0})
+    ->Args({1024, 1})
     ->Iterations(200)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);

@@ -1,8 +1,8 @@
 // Loading CPU kernels. The shared object goes into a sealed memfd and is opened through
 // /proc/self/fd, so its bytes are never in a file another process could change; each phase
-// is called through Halide's argv entry point with halide_buffer_t descriptors built per
-// chunk. HalideRuntime.h is included for the structure layouts only: nothing of Halide is
-// linked. Also here: the chunked interpreter, the same interface over ir::Interpreter.
+// is called through Halide's argv entry point with halide_buffer_t descriptors (kept per
+// thread between calls, only their addresses and extent change per chunk). HalideRuntime.h
+// is included for the structure layouts only: nothing of Halide is linked. Also here: the chunked interpreter, the same interface over ir::Interpreter.
 #include "runtime/cpu_binary.h"
 
 #include <HalideRuntime.h>
@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -328,36 +329,30 @@ class HalidePhase final : public PhaseKernel {
   void run(const ChunkArgs& args) const override {
     FUSEOPT_CHECK(args.count > 0 && args.count <= std::numeric_limits<int32_t>::max(),
                   "CPU kernel: bad chunk size " + std::to_string(args.count));
-    halide_dimension_t dim(0, static_cast<int32_t>(args.count), 1);
-    const halide_type_t f32(halide_type_float, 32);
-    const halide_type_t f64(halide_type_float, 64);
-    thread_local std::vector<halide_buffer_t> descriptors;
-    thread_local std::vector<void*> argv;
-    const size_t buffer_args = buffers_ + stores_.size() + reductions_;
-    descriptors.assign(buffer_args, halide_buffer_t{});
-    argv.assign(argument_count(), nullptr);
-    auto vector = [&](size_t d, float* data) {
-      halide_buffer_t& b = descriptors[d];
-      b.host = reinterpret_cast<uint8_t*>(data);
-      b.type = f32;
-      b.dimensions = 1;
-      b.dim = &dim;
-      return &b;
-    };
+    // The descriptors of a thread's last phase are kept: a run of calls to one phase (every
+    // chunk of a step) only changes the addresses, the extent and the scalar pointers, not
+    // the whole argument list (a cost paid per call, that is per small tensor).
+    thread_local Arguments a;
+    if (a.owner != id_) prepare(a);
+    a.dim.extent = static_cast<int32_t>(args.count);
     size_t arg = 0;
     size_t d = 0;
-    for (size_t i = 0; i < buffers_; ++i) argv[arg++] = vector(d++, args.buffers[i]);
-    for (size_t i = 0; i < inputs_; ++i) argv[arg++] = const_cast<float*>(&args.scalars[i]);
-    for (size_t store : stores_) argv[arg++] = vector(d++, args.buffers[store]);
+    auto point = [&](float* data) {
+      halide_buffer_t& b = a.descriptors[d++];
+      b.host = reinterpret_cast<uint8_t*>(data);
+      b.flags = 0;  // the pipeline may mark outputs dirty; nothing here reads that
+      a.argv[arg++] = &b;
+    };
+    for (size_t i = 0; i < buffers_; ++i) point(args.buffers[i]);
+    for (size_t i = 0; i < inputs_; ++i) a.argv[arg++] = const_cast<float*>(&args.scalars[i]);
+    for (size_t store : stores_) point(args.buffers[store]);
     for (size_t r = 0; r < reductions_; ++r) {
-      halide_buffer_t& b = descriptors[d++];
+      halide_buffer_t& b = a.descriptors[d++];
       b.host = reinterpret_cast<uint8_t*>(&args.partials[r]);
-      b.type = f64;
-      b.dimensions = 0;
-      b.dim = nullptr;
-      argv[arg++] = &b;
+      b.flags = 0;
+      a.argv[arg++] = &b;
     }
-    const int result = entry_(argv.data());
+    const int result = entry_(a.argv.data());
     if (result != 0) {
       const char* text = last_error_ != nullptr ? last_error_() : nullptr;
       std::string message = text != nullptr ? text : "";
@@ -371,6 +366,42 @@ class HalidePhase final : public PhaseKernel {
   }
 
  private:
+  // One thread's argument list for one phase: Halide descriptors for the buffers (vectors of
+  // one dimension sharing `dim`) and reduction outputs (0-dimensional f64), and argv.
+  struct Arguments {
+    uint64_t owner = 0;  ///< the id_ of the phase these were prepared for; 0: none
+    halide_dimension_t dim{0, 0, 1};
+    std::vector<halide_buffer_t> descriptors;
+    std::vector<void*> argv;
+  };
+
+  void prepare(Arguments& a) const {
+    const halide_type_t f32(halide_type_float, 32);
+    const halide_type_t f64(halide_type_float, 64);
+    a.dim = halide_dimension_t(0, 0, 1);
+    a.descriptors.assign(buffers_ + stores_.size() + reductions_, halide_buffer_t{});
+    a.argv.assign(argument_count(), nullptr);
+    for (size_t d = 0; d < a.descriptors.size(); ++d) {
+      halide_buffer_t& b = a.descriptors[d];
+      if (d < buffers_ + stores_.size()) {
+        b.type = f32;
+        b.dimensions = 1;
+        b.dim = &a.dim;
+      } else {
+        b.type = f64;
+        b.dimensions = 0;
+        b.dim = nullptr;
+      }
+    }
+    a.owner = id_;
+  }
+
+  static uint64_t next_id() {
+    static std::atomic<uint64_t> next{1};
+    return next.fetch_add(1);
+  }
+
+  uint64_t id_ = next_id();  ///< unique in the process, unlike an address
   std::shared_ptr<SharedObject> object_;
   ArgvFunction entry_;
   LastErrorFunction last_error_;  ///< null when the object does not export it

@@ -18,7 +18,11 @@ namespace fuseopt::runtime {
 /// Version of this contract. Caches and packs record it; a change here bumps it.
 inline constexpr int kKernelAbiVersion = 2;
 
-/// One call of a compiled phase: one contiguous chunk of one tensor.
+/// One call of a compiled phase: one contiguous chunk of one tensor. For a phase without
+/// reductions the "tensor" may be a run of consecutive tensors whose buffers are all adjacent
+/// in memory and whose scalar inputs are bitwise equal (the Optimizer coalesces them), so a
+/// phase must compute each element from that element's values and the scalars alone, never
+/// from its position in the chunk.
 struct ChunkArgs {
   /// Elements in the chunk (at least 1).
   int64_t count = 0;

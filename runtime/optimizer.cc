@@ -5,6 +5,14 @@
 // the pool too when the group has many tensors. With a device kernel the element passes are
 // one GroupPhaseKernel call each, and all tensor memory goes through runtime::DeviceMemory:
 // the host passes never touch it.
+//
+// Memory the optimizer allocates (every state, and param and grad of add_tensor(numel)) comes
+// from an arena: one stream of large blocks per buffer, handed out in tensor order without
+// padding, so consecutive tensors lie next to each other in every buffer. An element pass
+// then runs such a run of tensors as one virtual tensor when the phase has no reductions and
+// the tensors' scalar rows are bitwise equal: the kernel sees the same values for every
+// element as it would tensor by tensor (element code reads no index), so only the number of
+// calls changes, and with it the prefetcher-friendly length of each stream.
 #include "runtime/optimizer.h"
 
 #include <algorithm>
@@ -34,6 +42,13 @@ constexpr size_t kHostBatch = 64;
 std::atomic<uint64_t> g_next_group_version{1};
 constexpr size_t kAlignment = 64;
 
+// Arena blocks: the first of a stream holds 2^14 floats (64 KiB), each next one twice as
+// many up to 2^24 (64 MiB), so a small group wastes little and a large one needs few blocks
+// (each block boundary ends a run of coalesced tensors). A tensor at least as large as the
+// next block gets a block of its own.
+constexpr size_t kFirstBlockFloats = size_t{1} << 14;
+constexpr size_t kLargestBlockFloats = size_t{1} << 24;
+
 // Frees host memory (64-byte aligned) or, with a device, device memory.
 struct FloatsDeleter {
   const runtime::DeviceMemory* device = nullptr;
@@ -47,33 +62,77 @@ struct FloatsDeleter {
 };
 using OwnedFloats = std::unique_ptr<float[], FloatsDeleter>;
 
-// numel floats, zeroed: 64-byte aligned host memory, or device memory when `device` is set.
-OwnedFloats allocate_floats(int64_t numel, const runtime::DeviceMemory* device) {
-  const size_t count = static_cast<size_t>(numel);
+// `count` floats, contents unspecified: 64-byte aligned host memory, or device memory when
+// `device` is set.
+OwnedFloats allocate_block(size_t count, const runtime::DeviceMemory* device) {
   if (device != nullptr) {
     OwnedFloats data(static_cast<float*>(device->allocate(count * sizeof(float))),
                      FloatsDeleter{device});
     FUSEOPT_CHECK(data != nullptr, "DeviceMemory::allocate returned null");
-    device->fill(data.get(), 0.0f, count);
     return data;
   }
   const size_t bytes = (count * sizeof(float) + kAlignment - 1) / kAlignment * kAlignment;
-  auto* data = static_cast<float*>(::operator new[](bytes, std::align_val_t{kAlignment}));
-  std::memset(data, 0, bytes);
-  return OwnedFloats(data, FloatsDeleter{});
+  return OwnedFloats(static_cast<float*>(::operator new[](bytes, std::align_val_t{kAlignment})),
+                     FloatsDeleter{});
 }
+
+// The optimizer's tensor memory: per stream (one per buffer of the kernel) a bump allocator
+// over blocks, so that consecutive allocations of a stream are adjacent until a block is
+// full. Memory is handed out zeroed and freed with the arena.
+class Arena {
+ public:
+  explicit Arena(const runtime::DeviceMemory* device = nullptr) : device_(device) {}
+
+  float* allocate(size_t stream, int64_t numel) {
+    if (stream >= streams_.size()) streams_.resize(stream + 1);
+    Stream& s = streams_[stream];
+    const size_t n = static_cast<size_t>(numel);
+    float* data = nullptr;
+    if (s.capacity - s.used >= n) {
+      data = s.block + s.used;
+      s.used += n;
+    } else if (n >= s.next_capacity) {
+      data = blocks_.emplace_back(allocate_block(n, device_)).get();
+    } else {
+      s.block = blocks_.emplace_back(allocate_block(s.next_capacity, device_)).get();
+      s.capacity = s.next_capacity;
+      s.used = n;
+      s.next_capacity = std::min(2 * s.next_capacity, kLargestBlockFloats);
+      data = s.block;
+    }
+    if (device_ != nullptr) {
+      device_->fill(data, 0.0f, n);
+    } else {
+      std::memset(data, 0, n * sizeof(float));
+    }
+    return data;
+  }
+
+ private:
+  struct Stream {
+    float* block = nullptr;  ///< the block being filled
+    size_t used = 0;
+    size_t capacity = 0;
+    size_t next_capacity = kFirstBlockFloats;
+  };
+  const runtime::DeviceMemory* device_;
+  std::vector<Stream> streams_;
+  std::vector<OwnedFloats> blocks_;
+};
 
 struct Tensor {
   int64_t numel = 0;
   bool owns_memory = false;
+  bool enabled = true;
+  /// The states have been initialised (on the first step taken, or by load()).
+  bool initialized = false;
   float* param = nullptr;
   const float* grad = nullptr;
-  OwnedFloats owned_param;
-  OwnedFloats owned_grad;
-  std::vector<OwnedFloats> states;  ///< indexed like Kernel::buffers; null for param, grad
-  std::vector<bool> filled;           ///< states the user wrote before the first step
+  std::vector<float*> states;  ///< arena memory, indexed like Kernel::buffers; null for param, grad
+  std::vector<bool> filled;    ///< states the user wrote before the first step
   std::vector<double> scalars;
-  int64_t t = 0;
+  // The step count lives in Optimizer::Impl::steps: a step reads and bumps it for every
+  // tensor, and a compact array keeps that pass from walking these structures.
 };
 
 [[noreturn]] void throw_unknown(const std::string& what, const std::string& name,
@@ -108,6 +167,18 @@ void check_element_code(const ir::Expr& root, std::unordered_set<const ir::ExprN
   }
 }
 
+// How one phase's element pass cuts the enabled tensors: runs of consecutive tensors (one
+// run per tensor when the phase has reductions or nothing coalesces) and their chunks.
+struct PhasePlan {
+  /// Per enabled tensor: 1 when a run starts there. What the plan was built for.
+  std::vector<uint8_t> starts;
+  /// Run r covers enabled tensors [run_first[r], run_first[r + 1]).
+  std::vector<size_t> run_first;
+  /// Chunks of the runs (Chunk::tensor is a run index).
+  runtime::WorkList work;
+  bool built = false;
+};
+
 }  // namespace
 
 struct Optimizer::Impl {
@@ -117,7 +188,11 @@ struct Optimizer::Impl {
   const runtime::DeviceMemory* device = nullptr;
   std::unique_ptr<ir::Interpreter> host;  ///< only its host programs are used
   std::vector<double> hypers;             ///< Kernel::hypers order
+  std::unique_ptr<Arena> arena;           ///< outlives nothing that points into it but `tensors`
   std::vector<Tensor> tensors;
+  std::vector<int64_t> steps;  ///< per tensor: the steps it has taken (its t of the last step)
+  /// Some enabled tensor may still need its states initialised (cleared by a step).
+  bool maybe_uninitialized = true;
   std::unique_ptr<runtime::ThreadPool> pool;
 
   // Per phase: its scalar inputs and reductions.
@@ -128,21 +203,28 @@ struct Optimizer::Impl {
 
   /// The kernel steps the whole group per call (GroupPhaseKernel) instead of chunks.
   bool grouped = false;
-  /// Changes whenever tensors are added or re-pointed (GroupArgs::group_version).
+  /// Changes whenever tensors are added, re-pointed, enabled or disabled
+  /// (GroupArgs::group_version).
   uint64_t group_version = 0;
 
-  // Reused between steps.
-  bool work_stale = true;
-  runtime::WorkList work;
+  // Reused between steps. Everything below is indexed by the enabled tensors' positions in
+  // `active` ("slots"), not by tensor index.
+  bool layout_stale = true;
+  std::vector<size_t> active;  ///< the enabled tensors, in tensor order
   std::vector<ir::Interpreter::HostStep> host_steps;
   std::vector<int64_t> numels;
-  std::vector<float*> bases;          ///< tensor-major, one pointer per buffer
-  /// Phase scalar inputs, tensor-major: rows of input_counts[phase] floats, packed as
+  std::vector<float*> bases;          ///< slot-major, one pointer per buffer
+  /// Per slot: every buffer starts where the previous slot's ends.
+  std::vector<uint8_t> adjacent;
+  /// Phase scalar inputs, slot-major: rows of input_counts[phase] floats, packed as
   /// GroupArgs wants (sized for the phase with the most).
   std::vector<float> scalar_inputs;
-  /// Per tensor, the tensor whose phase-0 scalar row it shares (itself when it has its own).
+  /// Per slot, the slot whose phase-0 scalar row it shares (itself when it has its own).
   std::vector<size_t> representative;
-  /// Chunk-major, max_reductions each (grouped: tensor-major, combined by the kernel).
+  std::vector<size_t> representatives;  ///< the slots that have their own row, in order
+  std::vector<PhasePlan> plans;  ///< per phase (host kernels only)
+  std::vector<uint8_t> starts;   ///< scratch: the run starts of the phase being planned
+  /// Chunk-major, max_reductions each (grouped: slot-major, combined by the kernel).
   std::vector<double> partials;
 
   Tensor& tensor(size_t index) {
@@ -196,18 +278,25 @@ struct Optimizer::Impl {
     throw_unknown("scalar state", name, names);
   }
 
+  // The group changed in a way a device-side tensor table or the host plan depends on.
+  void group_changed() {
+    layout_stale = true;
+    maybe_uninitialized = true;
+    group_version = g_next_group_version.fetch_add(1);
+  }
+
   size_t add(Tensor tensor) {
-    tensor.states.resize(ir->buffers.size());
+    tensor.states.assign(ir->buffers.size(), nullptr);
     tensor.filled.assign(ir->buffers.size(), false);
     for (size_t i = 0; i < ir->buffers.size(); ++i) {
       if (ir->buffers[i].role == ir::BufferRole::kState) {
-        tensor.states[i] = allocate_floats(tensor.numel, device);
+        tensor.states[i] = arena->allocate(i, tensor.numel);
       }
     }
     for (const ir::ScalarStateDecl& s : ir->scalars) tensor.scalars.push_back(s.init);
     tensors.push_back(std::move(tensor));
-    work_stale = true;
-    group_version = g_next_group_version.fetch_add(1);
+    steps.push_back(0);
+    group_changed();
     return tensors.size() - 1;
   }
 
@@ -218,7 +307,7 @@ struct Optimizer::Impl {
       case ir::BufferRole::kGrad:
         return const_cast<float*>(tensor.grad);  // kernels only read it
       case ir::BufferRole::kState:
-        return tensor.states[index].get();
+        return tensor.states[index];
     }
     return nullptr;
   }
@@ -277,7 +366,7 @@ struct Optimizer::Impl {
     for (size_t i = 0; i < ir->buffers.size(); ++i) {
       const ir::BufferDecl& decl = ir->buffers[i];
       if (decl.role != ir::BufferRole::kState || tensor.filled[i]) continue;
-      float* data = tensor.states[i].get();
+      float* data = tensor.states[i];
       switch (decl.init.kind) {
         case ir::StateInit::Kind::kNumber:
           fill(data, static_cast<float>(decl.init.number), n);
@@ -297,39 +386,121 @@ struct Optimizer::Impl {
         }
       }
     }
+    tensor.initialized = true;
   }
 
-  void plan() {
-    if (!work_stale) return;
-    numels.clear();
-    for (const Tensor& t : tensors) numels.push_back(t.numel);
-    if (!grouped) work = runtime::plan_work(numels, kernel->chunk_elements);
-    while (host_steps.size() < tensors.size()) host_steps.emplace_back(*host);
-    bases.resize(tensors.size() * ir->buffers.size());
-    scalar_inputs.resize(tensors.size() * max_inputs);
-    partials.resize((grouped ? tensors.size() : work.chunks.size()) * max_reductions);
-    work_stale = false;
+  // The enabled tensors, their buffer addresses and adjacency: rebuilt only when the group
+  // changes (add, set_buffers, set_enabled), not every step.
+  void plan_layout() {
+    if (!layout_stale) return;
+    const size_t buffer_count = ir->buffers.size();
+    active.clear();
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      if (tensors[i].enabled) active.push_back(i);
+    }
+    const size_t slots = active.size();
+    numels.resize(slots);
+    bases.resize(slots * buffer_count);
+    adjacent.assign(slots, 0);
+    for (size_t s = 0; s < slots; ++s) {
+      Tensor& tensor = tensors[active[s]];
+      numels[s] = tensor.numel;
+      float** base = &bases[s * buffer_count];
+      for (size_t b = 0; b < buffer_count; ++b) base[b] = buffer(tensor, b);
+      if (s == 0) continue;
+      // Addresses compared as integers: the buffers of two tensors may be separate objects.
+      const float* const* previous = base - buffer_count;
+      bool next_to = true;
+      for (size_t b = 0; b < buffer_count && next_to; ++b) {
+        next_to = reinterpret_cast<uintptr_t>(previous[b]) +
+                      static_cast<uintptr_t>(numels[s - 1]) * sizeof(float) ==
+                  reinterpret_cast<uintptr_t>(base[b]);
+      }
+      adjacent[s] = next_to ? 1 : 0;
+    }
+    while (host_steps.size() < slots) host_steps.emplace_back(*host);
+    scalar_inputs.resize(slots * max_inputs);
+    representative.resize(slots);
+    plans.assign(ir->phases.size(), PhasePlan{});
+    size_t chunks = 0;
+    if (!grouped) {
+      for (int64_t n : numels) {
+        chunks += static_cast<size_t>((n + kernel->chunk_elements - 1) / kernel->chunk_elements);
+      }
+    }
+    partials.resize((grouped ? slots : chunks) * max_reductions);
+    layout_stale = false;
   }
 
-  // Runs `body(tensor index)` for every tensor, batched over the pool.
+  // The runs of `phase` for this step's scalar rows: a tensor joins the run of the one
+  // before it when the phase has no reductions (they are per tensor), every buffer is
+  // adjacent and the scalar rows are bitwise equal. The chunk list is rebuilt only when the
+  // runs differ from the last step's.
+  const PhasePlan& plan_phase(size_t phase, bool rows_shared) {
+    PhasePlan& plan = plans[phase];
+    const size_t slots = active.size();
+    const size_t n = input_counts[phase];
+    const bool may_coalesce = reduce_ops[phase].empty();
+    if (!may_coalesce && plan.built) return plan;  // one run per tensor, always
+    starts.assign(slots, 1);
+    if (may_coalesce) {
+      const float* rows = scalar_inputs.data();
+      for (size_t s = 1; s < slots; ++s) {
+        if (!adjacent[s]) continue;
+        const bool same_row = (rows_shared && representative[s] == representative[s - 1]) ||
+                              std::memcmp(rows + s * n, rows + (s - 1) * n, n * sizeof(float)) == 0;
+        starts[s] = same_row ? 0 : 1;
+      }
+    }
+    if (plan.built && plan.starts == starts) return plan;
+    plan.starts.swap(starts);
+    plan.run_first.clear();
+    std::vector<int64_t> run_numels;
+    for (size_t s = 0; s < slots; ++s) {
+      if (plan.starts[s]) {
+        plan.run_first.push_back(s);
+        run_numels.push_back(0);
+      }
+      run_numels.back() += numels[s];
+    }
+    plan.run_first.push_back(slots);
+    plan.work = runtime::plan_work(run_numels, kernel->chunk_elements);
+    plan.built = true;
+    return plan;
+  }
+
+  // Runs `body(i)` for every i in [0, count), batched over the pool; inline when it is one
+  // batch (waking a worker would cost more than the work).
   template <typename Body>
-  void for_each_tensor(const Body& body) {
-    const size_t batches = (tensors.size() + kHostBatch - 1) / kHostBatch;
+  void for_each_index(size_t count, const Body& body) {
+    if (count <= kHostBatch) {
+      for (size_t i = 0; i < count; ++i) body(i);
+      return;
+    }
+    const size_t batches = (count + kHostBatch - 1) / kHostBatch;
     pool->parallel_for(batches, [&](size_t batch) {
-      const size_t end = std::min(tensors.size(), (batch + 1) * kHostBatch);
+      const size_t end = std::min(count, (batch + 1) * kHostBatch);
       for (size_t i = batch * kHostBatch; i < end; ++i) body(i);
     });
   }
 
-  // Combines tensor i's chunk partials of `phase` in chunk order into its host step.
-  void combine(size_t phase, size_t i) {
+  // Runs `body(slot)` for every enabled tensor.
+  template <typename Body>
+  void for_each_slot(const Body& body) {
+    for_each_index(active.size(), body);
+  }
+
+  // Combines slot s's chunk partials of `phase` in chunk order into its host step.
+  void combine(size_t phase, size_t s) {
     const std::vector<ir::ReduceOp>& ops = reduce_ops[phase];
     if (ops.empty()) return;
     if (grouped) {  // combined by the kernel
-      host_steps[i].set_reductions(phase, std::span<const double>(&partials[i * ops.size()],
+      host_steps[s].set_reductions(phase, std::span<const double>(&partials[s * ops.size()],
                                                                   ops.size()));
       return;
     }
+    // A phase with reductions has one run per tensor: run s is slot s.
+    const runtime::WorkList& work = plans[phase].work;
     double results[16];
     std::vector<double> more;
     double* combined = results;
@@ -338,17 +509,17 @@ struct Optimizer::Impl {
       combined = more.data();
     }
     for (size_t r = 0; r < ops.size(); ++r) combined[r] = ir::reduce_identity(ops[r]);
-    for (size_t c = work.tensor_begin[i]; c < work.tensor_begin[i + 1]; ++c) {
+    for (size_t c = work.tensor_begin[s]; c < work.tensor_begin[s + 1]; ++c) {
       const double* chunk = &partials[c * max_reductions];
       for (size_t r = 0; r < ops.size(); ++r) {
         combined[r] = ir::reduce_combine(ops[r], combined[r], chunk[r]);
       }
     }
-    host_steps[i].set_reductions(phase, std::span<const double>(combined, ops.size()));
+    host_steps[s].set_reductions(phase, std::span<const double>(combined, ops.size()));
   }
 
-  void prepare_phase(size_t phase, size_t i) {
-    ir::Interpreter::HostStep& step = host_steps[i];
+  void prepare_phase(size_t phase, size_t s) {
+    ir::Interpreter::HostStep& step = host_steps[s];
     step.run_prologue(phase);
     const size_t n = input_counts[phase];
     double values[32];
@@ -359,14 +530,16 @@ struct Optimizer::Impl {
       inputs = more.data();
     }
     step.scalar_inputs(phase, std::span<double>(inputs, n));
-    float* out = scalar_inputs.data() + i * n;
+    float* out = scalar_inputs.data() + s * n;
     for (size_t k = 0; k < n; ++k) out[k] = static_cast<float>(inputs[k]);
   }
 
-  void run_phase(size_t phase) {
+  void run_phase(size_t phase, const PhasePlan& plan) {
     const runtime::PhaseKernel& code = *kernel->phases[phase];
     const size_t buffer_count = ir->buffers.size();
     const bool has_reductions = !reduce_ops[phase].empty();
+    const size_t n = input_counts[phase];
+    const runtime::WorkList& work = plan.work;
     pool->parallel_for(work.task_count(), [&](size_t task) {
       float* pointers[16];
       std::vector<float*> more;
@@ -375,14 +548,15 @@ struct Optimizer::Impl {
         more.resize(buffer_count);
         chunk_buffers = more.data();
       }
+      runtime::ChunkArgs args;
+      args.buffers = chunk_buffers;
       for (size_t c = work.task_begin[task]; c < work.task_begin[task + 1]; ++c) {
         const runtime::Chunk& chunk = work.chunks[c];
-        float* const* base = &bases[chunk.tensor * buffer_count];
+        const size_t first = plan.run_first[chunk.tensor];  // the run's first slot
+        float* const* base = &bases[first * buffer_count];
         for (size_t b = 0; b < buffer_count; ++b) chunk_buffers[b] = base[b] + chunk.offset;
-        runtime::ChunkArgs args;
         args.count = chunk.count;
-        args.buffers = chunk_buffers;
-        args.scalars = scalar_inputs.data() + chunk.tensor * input_counts[phase];
+        args.scalars = scalar_inputs.data() + first * n;
         args.partials = has_reductions ? &partials[c * max_reductions] : nullptr;
         code.run(args);
       }
@@ -391,7 +565,7 @@ struct Optimizer::Impl {
 
   void run_group_phase(size_t phase) {
     runtime::GroupArgs args;
-    args.tensor_count = tensors.size();
+    args.tensor_count = active.size();
     args.numels = numels.data();
     args.buffers = bases.data();
     args.scalars = scalar_inputs.data();
@@ -404,61 +578,67 @@ struct Optimizer::Impl {
     if (tensors.empty()) {
       throw UserError("step() on an empty group: add tensors with add_tensor() first");
     }
-    plan();
+    plan_layout();
+    const size_t slots = active.size();
+    if (slots == 0) return;  // every tensor is disabled
     const size_t phase_count = ir->phases.size();
-    for (Tensor& tensor : tensors) {
-      if (tensor.t == 0) initialize(tensor);
+    if (maybe_uninitialized) {
+      for (size_t tensor : active) {
+        if (!tensors[tensor].initialized) initialize(tensors[tensor]);
+      }
+      maybe_uninitialized = false;
     }
     // A one-phase kernel without scalar stores needs its host state only for the scalar row
     // of phase 0, which depends on nothing but t, numel and the scalar states: a tensor equal
     // in those to the one before it shares that tensor's row. A group of thousands of
     // equal-sized tensors then evaluates its prologue once per step, not once per tensor.
+    // Only compact arrays are read per tensor here (steps, numels), and the scalar states
+    // only when the kernel has some: at 65536 tensors, a walk over the Tensor structures
+    // would cost more than the rest of the host work.
     const bool share_rows = phase_count == 1 && ir->scalar_stores.empty();
-    representative.resize(tensors.size());
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      representative[i] = i;
-      if (share_rows && i > 0) {
-        const Tensor& a = tensors[i - 1];
-        const Tensor& b = tensors[i];
-        if (a.t == b.t && a.numel == b.numel && a.scalars == b.scalars) {
-          representative[i] = representative[i - 1];
-        }
+    const bool has_scalars = !ir->scalars.empty();
+    representatives.clear();
+    for (size_t s = 0; s < slots; ++s) {
+      representative[s] = s;
+      if (share_rows && s > 0 && steps[active[s - 1]] == steps[active[s]] &&
+          numels[s - 1] == numels[s] &&
+          (!has_scalars || tensors[active[s - 1]].scalars == tensors[active[s]].scalars)) {
+        representative[s] = representative[s - 1];
+      } else {
+        representatives.push_back(s);
       }
     }
-    for_each_tensor([&](size_t i) {
-      Tensor& tensor = tensors[i];
-      for (size_t b = 0; b < ir->buffers.size(); ++b) {
-        bases[i * ir->buffers.size() + b] = buffer(tensor, b);
-      }
-      if (representative[i] != i) return;
-      host_steps[i].start(hypers, tensor.t + 1, tensor.numel, tensor.scalars);
-      prepare_phase(0, i);
+    for_each_index(representatives.size(), [&](size_t k) {
+      const size_t s = representatives[k];
+      const Tensor& tensor = tensors[active[s]];
+      host_steps[s].start(hypers, steps[active[s]] + 1, tensor.numel, tensor.scalars);
+      prepare_phase(0, s);
     });
     if (share_rows) {
       const size_t n = input_counts[0];
-      for (size_t i = 0; i < tensors.size(); ++i) {
-        if (representative[i] == i || n == 0) continue;
-        std::copy_n(scalar_inputs.data() + representative[i] * n, n, scalar_inputs.data() + i * n);
+      for (size_t s = 0; s < slots; ++s) {
+        if (representative[s] == s || n == 0) continue;
+        std::copy_n(scalar_inputs.data() + representative[s] * n, n, scalar_inputs.data() + s * n);
       }
     }
     for (size_t phase = 0; phase < phase_count; ++phase) {
       if (grouped) {
         run_group_phase(phase);
       } else {
-        run_phase(phase);
+        run_phase(phase, plan_phase(phase, share_rows && phase == 0));
       }
       const bool last = phase + 1 == phase_count;
       if (last && ir->scalar_stores.empty()) break;
-      for_each_tensor([&](size_t i) {
-        combine(phase, i);
+      for_each_slot([&](size_t s) {
+        combine(phase, s);
         if (last) {
-          host_steps[i].finish(tensors[i].scalars);
+          host_steps[s].finish(tensors[active[s]].scalars);
         } else {
-          prepare_phase(phase + 1, i);
+          prepare_phase(phase + 1, s);
         }
       });
     }
-    for (Tensor& tensor : tensors) ++tensor.t;
+    for (size_t tensor : active) ++steps[tensor];
   }
 };
 
@@ -501,6 +681,7 @@ Optimizer::Optimizer(std::shared_ptr<const runtime::CompiledKernel> kernel,
   impl.ir = &impl.kernel->ir;
   impl.device = impl.kernel->device_memory ? impl.kernel->device.get() : nullptr;
   impl.host = std::make_unique<ir::Interpreter>(*impl.ir);
+  impl.arena = std::make_unique<Arena>(impl.device);
   for (const ir::Phase& phase : impl.ir->phases) {
     std::unordered_set<const ir::ExprNode*> seen;
     for (const ir::Reduction& r : phase.reductions) check_element_code(r.body, seen);
@@ -547,10 +728,9 @@ size_t Optimizer::add_tensor(int64_t numel) {
   Tensor tensor;
   tensor.numel = numel;
   tensor.owns_memory = true;
-  tensor.owned_param = allocate_floats(numel, impl_->device);
-  tensor.owned_grad = allocate_floats(numel, impl_->device);
-  tensor.param = tensor.owned_param.get();
-  tensor.grad = tensor.owned_grad.get();
+  // Streams 0 and 1 are the param and grad buffers' (Kernel::buffers order).
+  tensor.param = impl_->arena->allocate(0, numel);
+  tensor.grad = impl_->arena->allocate(1, numel);
   return impl_->add(std::move(tensor));
 }
 
@@ -564,9 +744,10 @@ void Optimizer::set_buffers(size_t index, float* param, const float* grad) {
     throw UserError(std::string("set_buffers: the ") + (param == nullptr ? "parameter" : "gradient") +
                     " pointer is null");
   }
+  if (tensor.param == param && tensor.grad == grad) return;
   tensor.param = param;
   tensor.grad = grad;
-  impl_->group_version = g_next_group_version.fetch_add(1);
+  impl_->group_changed();  // adjacency is checked again on the next step
 }
 
 size_t Optimizer::tensor_count() const { return impl_->tensors.size(); }
@@ -593,7 +774,7 @@ std::span<float> Optimizer::grad(size_t index) {
   Tensor& tensor = impl_->tensor(index);
   require_owned_grad(tensor, index, "grad");
   impl_->require_host("grad()", "write_grad() and read_grad()");
-  return {tensor.owned_grad.get(), static_cast<size_t>(tensor.numel)};
+  return {const_cast<float*>(tensor.grad), static_cast<size_t>(tensor.numel)};
 }
 
 float* Optimizer::param_data(size_t index) { return impl_->tensor(index).param; }
@@ -624,7 +805,7 @@ void Optimizer::write_grad(size_t index, std::span<const float> values) {
   Tensor& tensor = impl_->tensor(index);
   require_owned_grad(tensor, index, "write_grad");
   impl_->check_size("write_grad", index, tensor, values.size());
-  impl_->copy_in(tensor.owned_grad.get(), values.data(), values.size());
+  impl_->copy_in(const_cast<float*>(tensor.grad), values.data(), values.size());
 }
 
 void Optimizer::step() { impl_->step(); }
@@ -633,7 +814,28 @@ void Optimizer::synchronize() const {
   if (impl_->device != nullptr) impl_->device->synchronize();
 }
 
-int64_t Optimizer::step_count(size_t index) const { return impl_->tensor(index).t; }
+int64_t Optimizer::step_count(size_t index) const {
+  impl_->check_index(index);
+  return impl_->steps[index];
+}
+
+void Optimizer::set_step_count(size_t index, int64_t steps) {
+  impl_->check_index(index);
+  if (steps < 0) {
+    throw UserError("set_step_count: tensor " + std::to_string(index) +
+                    ": the step count must be 0 or more, not " + std::to_string(steps));
+  }
+  impl_->steps[index] = steps;
+}
+
+void Optimizer::set_enabled(size_t index, bool enabled) {
+  Tensor& tensor = impl_->tensor(index);
+  if (tensor.enabled == enabled) return;
+  tensor.enabled = enabled;
+  impl_->group_changed();
+}
+
+bool Optimizer::enabled(size_t index) const { return impl_->tensor(index).enabled; }
 
 void Optimizer::set_hyper(const std::string& name, double value) {
   impl_->hypers[impl_->hyper_index(name)] = value;
@@ -663,22 +865,22 @@ std::span<float> Optimizer::state(size_t index, const std::string& name) {
   impl_->require_host("state()", "read_state() and write_state()");
   // Writable access before the first step counts as a write: the rule's initial value no
   // longer replaces it.
-  if (tensor.t == 0) tensor.filled[state] = true;
-  return {tensor.states[state].get(), static_cast<size_t>(tensor.numel)};
+  if (!tensor.initialized) tensor.filled[state] = true;
+  return {tensor.states[state], static_cast<size_t>(tensor.numel)};
 }
 
 std::span<const float> Optimizer::state(size_t index, const std::string& name) const {
   const Tensor& tensor = impl_->tensor(index);
   const size_t state = impl_->state_index(name);
   impl_->require_host("state()", "read_state() and write_state()");
-  return {tensor.states[state].get(), static_cast<size_t>(tensor.numel)};
+  return {tensor.states[state], static_cast<size_t>(tensor.numel)};
 }
 
 std::vector<float> Optimizer::read_state(size_t index, const std::string& name) const {
   const Tensor& tensor = impl_->tensor(index);
   const size_t state = impl_->state_index(name);
   std::vector<float> values(static_cast<size_t>(tensor.numel));
-  impl_->copy_out(values.data(), tensor.states[state].get(), values.size());
+  impl_->copy_out(values.data(), tensor.states[state], values.size());
   return values;
 }
 
@@ -691,8 +893,8 @@ void Optimizer::write_state(size_t index, const std::string& name,
                     " has " + std::to_string(tensor.numel) + " elements; got " +
                     std::to_string(values.size()) + " values");
   }
-  impl_->copy_in(tensor.states[state].get(), values.data(), values.size());
-  if (tensor.t == 0) tensor.filled[state] = true;
+  impl_->copy_in(tensor.states[state], values.data(), values.size());
+  if (!tensor.initialized) tensor.filled[state] = true;
 }
 
 void Optimizer::set_state(size_t index, const std::string& name, std::span<const float> values) {
@@ -732,15 +934,16 @@ void Optimizer::save(const std::string& path) const {
   for (const ir::ScalarStateDecl& s : ir.scalars) out.string(s.name);
   out.u64(impl.tensors.size());
   std::vector<float> staged;  // device states, copied to the host one at a time
-  for (const Tensor& tensor : impl.tensors) {
+  for (size_t i = 0; i < impl.tensors.size(); ++i) {
+    const Tensor& tensor = impl.tensors[i];
     out.i64(tensor.numel);
-    out.i64(tensor.t);
+    out.i64(impl.steps[i]);
     for (double v : tensor.scalars) out.f64(v);
     const size_t n = static_cast<size_t>(tensor.numel);
     for (size_t b = 0; b < ir.buffers.size(); ++b) {
       if (ir.buffers[b].role != ir::BufferRole::kState) continue;
       out.u8(tensor.filled[b] ? 1 : 0);
-      const float* values = tensor.states[b].get();
+      const float* values = tensor.states[b];
       if (impl.device != nullptr) {
         staged.resize(n);
         impl.copy_out(staged.data(), values, n);
@@ -831,13 +1034,17 @@ void Optimizer::load(const std::string& path) {
   for (size_t i = 0; i < impl.tensors.size(); ++i) {
     Tensor& tensor = impl.tensors[i];
     Staged& s = staged[i];
-    tensor.t = s.t;
+    impl.steps[i] = s.t;
+    // A saved tensor that has stepped had its states initialised; one that has not gets
+    // the rule's initial values (where not filled) on its first step, as before saving.
+    tensor.initialized = s.t > 0;
+    impl.maybe_uninitialized = true;
     tensor.scalars = std::move(s.scalars);
     size_t k = 0;
     for (size_t b = 0; b < ir.buffers.size(); ++b) {
       if (ir.buffers[b].role != ir::BufferRole::kState) continue;
       tensor.filled[b] = s.states[k].first;
-      impl.copy_in(tensor.states[b].get(), s.states[k].second,
+      impl.copy_in(tensor.states[b], s.states[k].second,
                    static_cast<size_t>(tensor.numel));
       ++k;
     }

@@ -73,8 +73,9 @@ class Optimizer {
 
   // ---- Stepping ----------------------------------------------------------------------------
 
-  /// One step for every tensor: increments each tensor's step count, initialises states on
-  /// a tensor's first step, runs every phase. The group must not be empty. Results do not
+  /// One step for every enabled tensor: increments each one's step count, initialises its
+  /// states on its first step, runs every phase. The group must not be empty (a group whose
+  /// tensors are all disabled steps nothing). Results do not
   /// depend on the thread count. When a kernel fails (an exception), the step counts stay
   /// and the tensors' values are unspecified. A device kernel's step may return once its
   /// work is queued on the device (in order with the device's other work on the default
@@ -85,6 +86,17 @@ class Optimizer {
   void synchronize() const;
   /// Steps taken by `tensor` (its `t` during the last step). Tensors added later start at 0.
   int64_t step_count(size_t tensor = 0) const;
+  /// Sets the steps `tensor` has taken (its next step runs with t = steps + 1), e.g. when
+  /// restoring another framework's optimizer state. A negative count is a UserError. It does
+  /// not initialise the states: a tensor whose states were never initialised still gets its
+  /// rule's initial values (where not written) on its next step.
+  void set_step_count(size_t tensor, int64_t steps);
+  /// A disabled tensor is skipped by step(): its states are not initialised, its step count
+  /// does not change and none of its memory (parameter, gradient, states) is touched, as if
+  /// it were not in the group (e.g. a parameter without a gradient this step). Tensors start
+  /// enabled. Works with host and device kernels.
+  void set_enabled(size_t tensor, bool enabled);
+  bool enabled(size_t tensor) const;
 
   void set_hyper(const std::string& name, double value);
   double hyper(const std::string& name) const;

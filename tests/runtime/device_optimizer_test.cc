@@ -149,6 +149,8 @@ class FakeGroupPhase final : public runtime::GroupPhaseKernel {
 
   void run_group(const runtime::GroupArgs& args) const override {
     ++calls;
+    tensor_counts.push_back(args.tensor_count);
+    versions.push_back(args.group_version);
     const size_t buffers = interpreter_->kernel().buffers.size();
     std::vector<float*> host(buffers);
     for (size_t i = 0; i < args.tensor_count; ++i) {
@@ -162,6 +164,8 @@ class FakeGroupPhase final : public runtime::GroupPhaseKernel {
   }
 
   mutable int calls = 0;
+  mutable std::vector<size_t> tensor_counts;  ///< per call
+  mutable std::vector<uint64_t> versions;     ///< per call
 
  private:
   std::shared_ptr<const ir::Interpreter> interpreter_;
@@ -430,14 +434,63 @@ TEST(DeviceOptimizer, FreesWhatItAllocated) {
                         1);
     optimizer.add_tensor(5);
     optimizer.add_tensor(500);
-    // param, grad and three states each.
-    EXPECT_EQ(device->live_blocks(), 10u);
+    // param, grad and three states: one arena block each, shared by both tensors.
+    EXPECT_EQ(device->live_blocks(), 5u);
     Optimizer moved = std::move(optimizer);
     moved.step();
-    EXPECT_EQ(device->live_blocks(), 10u);
+    EXPECT_EQ(device->live_blocks(), 5u);
   }
   EXPECT_EQ(device->live_blocks(), 0u);
   EXPECT_EQ(device->frees, device->allocations);
+}
+
+TEST(DeviceOptimizer, DisabledTensorsAreLeftOutOfTheLaunch) {
+  auto device = std::make_shared<FakeDevice>();
+  for (const char* rule : {"adam", "lamb"}) {
+    auto kernel = device_kernel(compile_kernel(rule), device);
+    const auto& phase = static_cast<const FakeGroupPhase&>(*kernel->group_phases[0]);
+    const std::vector<int64_t> sizes = {40, 70, 30};
+    // `group` has tensor 1 disabled; `others` has only tensors 0 and 2.
+    Optimizer group(kernel, {}, 1), others(kernel, {}, 1);
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      const std::vector<float> init = random_values(static_cast<size_t>(sizes[i]), seed_of(i, 0));
+      group.add_tensor(sizes[i]);
+      group.write_param(i, init);
+      if (i != 1) others.write_param(others.add_tensor(sizes[i]), init);
+    }
+    group.set_enabled(1, false);
+    EXPECT_FALSE(group.enabled(1));
+    std::vector<std::vector<float>> before = {group.read_param(1)};
+    for (const std::string& s : group.state_names()) before.push_back(group.read_state(1, s));
+    for (int64_t t = 1; t <= 2; ++t) {
+      for (size_t i = 0; i < sizes.size(); ++i) {
+        const std::vector<float> g = random_values(static_cast<size_t>(sizes[i]), seed_of(i, t));
+        group.write_grad(i, g);
+        if (i != 1) others.write_grad(i == 0 ? 0 : 1, g);
+      }
+      group.step();
+      others.step();
+      EXPECT_EQ(phase.tensor_counts.back(), 2u) << rule;
+    }
+    EXPECT_EQ(group.step_count(1), 0);
+    EXPECT_EQ(group.step_count(2), 2);
+    EXPECT_TRUE(same_bits(group.read_param(1), before[0])) << rule;
+    for (size_t s = 0; s < group.state_names().size(); ++s) {
+      EXPECT_TRUE(same_bits(group.read_state(1, group.state_names()[s]), before[s + 1])) << rule;
+    }
+    for (size_t i : {size_t{0}, size_t{2}}) {
+      EXPECT_TRUE(same_bits(group.read_param(i), others.read_param(i == 0 ? 0 : 1))) << rule;
+    }
+    // Enabling changes the group: a new version, all three tensors in the launch.
+    const uint64_t version = phase.versions.back();
+    group.set_enabled(1, true);
+    group.step();
+    EXPECT_EQ(phase.tensor_counts.back(), 3u);
+    EXPECT_NE(phase.versions.back(), version);
+    EXPECT_EQ(group.step_count(1), 1);
+    group.set_step_count(1, 10);
+    EXPECT_EQ(group.step_count(1), 10);
+  }
 }
 
 TEST(DeviceOptimizer, KernelsMustSayWhereTheirMemoryIs) {
