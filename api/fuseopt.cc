@@ -17,6 +17,7 @@
 #include "codegen/halide/cpu_codegen.h"
 #include "autotune/warnings.h"
 #include "frontend/rule.h"
+#include "ir/grad_transform.h"
 #include "pack/pack_loader.h"
 #include "pack/pack_reader.h"
 #include "pack/pack_trust.h"
@@ -25,6 +26,7 @@
 #include "runtime/cuda/cuda_kernel.h"
 #include "support/edit_distance.h"
 #include "support/error.h"
+#include "support/low_precision.h"
 
 namespace fuseopt {
 namespace {
@@ -260,6 +262,26 @@ KernelPtr cuda_kernel_from_packs(const ir::Kernel& kernel, const CompileOptions&
   return nullptr;
 }
 
+// CompileOptions::storage, loss_scaling and clip_grad_norm applied to a compiled rule.
+void apply_storage_and_transform(ir::Kernel& kernel, const CompileOptions& options) {
+  for (const auto& [buffer, spec] : options.storage) {
+    std::string type = spec;
+    bool stochastic = false;
+    const std::string suffix = " stochastic";
+    if (type.size() > suffix.size() && type.ends_with(suffix)) {
+      type.resize(type.size() - suffix.size());
+      stochastic = true;
+    }
+    const auto parsed = parse_storage_type(type);
+    if (!parsed) {
+      throw UserError("bad storage '" + spec + "' for '" + buffer +
+                      "': expected f32, bf16 or f16, optionally followed by ' stochastic'");
+    }
+    ir::set_buffer_storage(kernel, buffer, *parsed, stochastic);
+  }
+  ir::apply_grad_transform(kernel, {options.loss_scaling, options.clip_grad_norm});
+}
+
 Compiled compile_source(std::shared_ptr<const support::SourceFile> source,
                         const CompileOptions& options) {
   const std::string rule_key = source->name() + '\x1f' + source->text();
@@ -302,11 +324,15 @@ Compiled compile_source(std::shared_ptr<const support::SourceFile> source,
                : backend == Backend::kCuda ? options.cuda_shape.spelling()
                                            : "c" + std::to_string(schedule.chunk_elements));
   append_field(key, target);
+  for (const auto& [buffer, spec] : options.storage) append_field(key, buffer + ":" + spec);
+  append_field(key, std::string(options.loss_scaling ? "unscale" : "") +
+                        (options.clip_grad_norm ? "clipnorm" : ""));
 
   bool computed = false;
   Compiled compiled = kernel_cache().get(key, [&]() -> Compiled {
     computed = true;
     ir::Kernel kernel = rule->compile(resolved);
+    apply_storage_and_transform(kernel, options);
     const bool use_packs = !pack_list(options).empty();
     KernelProvenance provenance;
     provenance.origin = "compiled";

@@ -63,6 +63,17 @@ struct CompileOptions {
   /// signed by a trusted key) is an error; a pack without a binary of the kernel for this
   /// machine is skipped, and the reason is in last_kernel_provenance() and a warning.
   std::vector<std::string> packs;
+  /// How buffers are stored, over what the rule declares: a buffer ("param", "grad" or a
+  /// state) -> "f32", "bf16" or "f16", optionally followed by " stochastic" (docs/language.md,
+  /// "Storage types and rounding"). The cpu and cuda backends store only f32 so far.
+  std::map<std::string, std::string> storage;
+  /// Loss scaling: gradients are divided by the grad_scale hyper inside the step, and a step
+  /// whose unscaled gradients hold an inf or NaN anywhere in the group is skipped
+  /// (Optimizer::step() returns false). See ir/grad_transform.h.
+  bool loss_scaling = false;
+  /// Global-norm gradient clipping to the max_grad_norm hyper, over the whole group, in the
+  /// same step (torch.nn.utils.clip_grad_norm_'s formula).
+  bool clip_grad_norm = false;
   /// Public key files (KEYFILE.pub of `fuseopt pack keygen`): when any is given, here or in
   /// $FUSEOPT_PACK_TRUSTED_KEYS, every pack used must carry a valid signature by one of them.
   std::vector<std::string> trusted_keys;

@@ -25,6 +25,7 @@ bool is_user_hyper(const std::string& name) { return name.empty() || name[0] != 
 
 void apply_grad_transform(Kernel& kernel, GradTransform transform) {
   FUSEOPT_CHECK(!kernel.grad_transform.any(), "apply_grad_transform: applied twice");
+  FUSEOPT_CHECK(kernel.is_split, "apply_grad_transform: the kernel must be split into phases");
   if (!transform.any()) return;
   for (const char* name : {kGradScaleHyper, kMaxGradNormHyper}) {
     if (kernel.hyper_index(name) >= 0) {
@@ -55,29 +56,17 @@ void apply_grad_transform(Kernel& kernel, GradTransform transform) {
     return e;
   });
   kernel = rewrite_exprs(kernel, [&](const Expr& e) { return rewriter(e); });
+
+  // Phase 0: the statistics, of the unscaled (not yet clipped) gradient.
+  const Expr g = make_binary(BinaryOp::kMul, make_load("grad"), unscale);
+  Phase statistics;
+  statistics.reductions.push_back({kGradSumOfSquares, ReduceOp::kSum, make_binary(BinaryOp::kMul, g, g)});
+  statistics.reductions.push_back(
+      {kGradNonFinite, ReduceOp::kMax,
+       make_select(make_unary(UnaryOp::kIsFinite, g), element_constant(0), element_constant(1))});
+  kernel.phases.insert(kernel.phases.begin(), std::move(statistics));
   kernel.grad_transform = transform;
   verify(kernel);
-}
-
-Kernel grad_statistics_kernel(const Kernel& kernel) {
-  FUSEOPT_CHECK(kernel.grad_transform.any(), "grad_statistics_kernel: no transform");
-  Kernel stats;
-  stats.rule = kernel.rule + "_grad_statistics";
-  stats.buffers.push_back(kernel.buffers[0]);
-  stats.buffers.push_back(kernel.buffers[1]);
-  stats.buffers[0].stochastic = false;  // never stored
-  stats.hypers.push_back({kGradUnscaleInput, 1.0});
-  const Expr g = make_binary(BinaryOp::kMul, make_load("grad"),
-                             make_cast(Type::kF32, make_var(kGradUnscaleInput, Type::kF64)));
-  Phase phase;
-  phase.reductions.push_back({"%r0", ReduceOp::kSum, make_binary(BinaryOp::kMul, g, g)});
-  phase.reductions.push_back(
-      {"%r1", ReduceOp::kMax,
-       make_select(make_unary(UnaryOp::kIsFinite, g), element_constant(0), element_constant(1))});
-  stats.phases.push_back(std::move(phase));
-  stats.is_split = true;
-  verify(stats);
-  return stats;
 }
 
 double grad_unscale_factor(const Kernel& kernel, std::span<const double> hypers) {

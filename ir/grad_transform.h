@@ -11,8 +11,12 @@
 // chunking. With loss scaling, a non-finite unscaled gradient anywhere in the group skips the
 // whole step: parameters, states, scalars and step counts stay as they were.
 //
-// The factors reach kernels as two hidden hypers (kGradUnscaleInput, kGradClipInput) that
-// the runtime sets every step, so backends compile them like any hyper.
+// The statistics are the kernel's own phase 0 (two per-tensor reductions, no stores), so every
+// backend computes them with the code it has for reductions. The factors reach kernels as two
+// hidden hypers (kGradUnscaleInput, kGradClipInput): the runtime sets the unscale factor
+// before the step and the clip factor after phase 0, once it has combined every tensor's
+// statistics in group order. Nothing is stored before the last phase, so a skipped step
+// changes nothing.
 #pragma once
 
 #include <span>
@@ -25,21 +29,19 @@ inline constexpr const char* kGradScaleHyper = "grad_scale";        ///< loss sc
 inline constexpr const char* kMaxGradNormHyper = "max_grad_norm";   ///< clipping threshold
 inline constexpr const char* kGradUnscaleInput = "%grad_unscale";  ///< hidden, set per step
 inline constexpr const char* kGradClipInput = "%grad_clip";        ///< hidden, set per step
+/// Phase 0's reductions: sum((grad*unscale)^2) and max(isfinite(grad*unscale) ? 0 : 1).
+inline constexpr const char* kGradSumOfSquares = "%grad_sumsq";
+inline constexpr const char* kGradNonFinite = "%grad_nonfinite";
 
-/// Rewrites every phase's reads of `grad` and adds the hypers the transform needs
-/// (grad_scale = 1, max_grad_norm = 1, and the two hidden factors). The kernel must not have
-/// a transform yet; one with neither flag is left unchanged. Throws UserError when the rule
-/// already declares a hyper of one of those names.
+/// Rewrites every phase's reads of `grad`, prepends the statistics phase and adds the hypers
+/// the transform needs (grad_scale = 1, max_grad_norm = 1, and the two hidden factors). The
+/// kernel must be split and have no transform yet; neither flag leaves it unchanged. Throws
+/// UserError when the rule declares a hyper of one of those names or a state that starts as
+/// the gradient.
 void apply_grad_transform(Kernel& kernel, GradTransform transform);
 
 /// Whether `name` is a hyper users set (not one of the hidden factors).
 bool is_user_hyper(const std::string& name);
-
-/// The kernel that gathers one tensor's statistics for `kernel`'s transform: its buffers are
-/// param and grad (with `kernel`'s storage), its hypers grad_scale and the hidden unscale
-/// factor, and its one phase reduces sum((grad*unscale)^2) and max(isfinite(grad*unscale)
-/// ? 0 : 1); it stores nothing. Optimized and split, ready for any backend.
-Kernel grad_statistics_kernel(const Kernel& kernel);
 
 /// One tensor's (or a group's) statistics, combined in group order.
 struct GradStatistics {
@@ -59,8 +61,8 @@ struct GradFactors {
   double total_norm = 0;  ///< of the unscaled gradients (before clipping)
 };
 
-/// The unscale factor of the kernel's grad_scale hyper (1 without loss scaling), for the
-/// statistics kernel. `hypers` follows kernel.hypers. A UserError for a grad_scale that is
+/// The unscale factor of the kernel's grad_scale hyper (1 without loss scaling), which the
+/// runtime gives the hidden hyper before the step. `hypers` follows kernel.hypers. A UserError for a grad_scale that is
 /// not positive and finite.
 double grad_unscale_factor(const Kernel& kernel, std::span<const double> hypers);
 /// The factors of a step from the group's statistics.

@@ -395,9 +395,6 @@ Interpreter::Interpreter(Kernel kernel) : kernel_(std::move(kernel)) {
                                         compiler.host(store.value, program->after));
   }
   program_ = std::move(program);
-  if (kernel_.grad_transform.any()) {
-    statistics_ = std::make_shared<const Interpreter>(grad_statistics_kernel(kernel_));
-  }
 }
 
 void Interpreter::initialize(TensorArgs& tensor, std::span<const double> hypers,
@@ -441,82 +438,111 @@ void Interpreter::initialize(TensorArgs& tensor, std::span<const double> hypers,
   for (size_t i = 0; i < kernel_.scalars.size(); ++i) tensor.scalars[i] = kernel_.scalars[i].init;
 }
 
-GradFactors Interpreter::grad_factors_for(std::span<const TensorArgs> tensors,
-                                          std::span<const double> hypers) const {
-  FUSEOPT_CHECK(statistics_ != nullptr, "grad_factors_for: the kernel has no gradient transform");
-  const double unscale = grad_unscale_factor(kernel_, hypers);
-  const double inputs[] = {unscale};  // the statistics phase reads only the unscale factor
-  GradStatistics statistics;
-  for (const TensorArgs& tensor : tensors) {
-    FUSEOPT_CHECK(tensor.buffers.size() == kernel_.buffers.size(), "step: wrong buffer count");
-    float* const buffers[] = {tensor.buffers[0], tensor.buffers[1]};
-    double partials[2];
-    statistics_->run_phase_chunk(0, tensor.numel, buffers, inputs, partials);
-    statistics.add(partials[0], partials[1]);
+// One tensor's part of a step: its slots, and its rounding stream keys.
+struct Interpreter::TensorStep {
+  std::vector<double> slots;
+  std::vector<uint32_t> keys;
+};
+
+void Interpreter::start_tensor(TensorStep& state, const TensorArgs& tensor, size_t tensor_index,
+                               std::span<const double> hypers, int64_t t, uint64_t seed) const {
+  const Program& program = *program_;
+  FUSEOPT_CHECK(tensor.buffers.size() == kernel_.buffers.size(), "step: wrong buffer count");
+  FUSEOPT_CHECK(tensor.scalars.size() == kernel_.scalars.size(),
+                "step: wrong scalar-state count (was initialize() called?)");
+  FUSEOPT_CHECK(tensor.numel >= 0, "step: negative numel");
+  for (size_t i = 0; i < tensor.buffers.size(); ++i) {
+    FUSEOPT_CHECK(tensor.buffers[i] != nullptr || tensor.numel == 0,
+                  "step: buffer '" + kernel_.buffers[i].name + "' is null");
   }
-  return grad_factors(kernel_, hypers, statistics);
+  state.keys.resize(kernel_.buffers.size());
+  for (size_t b = 0; b < state.keys.size(); ++b) {
+    state.keys[b] = rounding_stream_key(seed, t, rounding_stream(tensor_index, b));
+  }
+  state.slots = program.initial_slots;
+  std::copy(hypers.begin(), hypers.end(), state.slots.begin());
+  state.slots[static_cast<size_t>(program.t_slot)] = static_cast<double>(t);
+  state.slots[static_cast<size_t>(program.numel_slot)] = static_cast<double>(tensor.numel);
+  std::copy(tensor.scalars.begin(), tensor.scalars.end(),
+            state.slots.begin() + program.first_scalar_slot);
+}
+
+void Interpreter::run_tensor_phase(TensorStep& state, TensorArgs& tensor, size_t phase) const {
+  const CompiledPhase& compiled = program_->phases[phase];
+  thread_local Scratch scratch;
+  run_host(compiled.host, state.slots);
+  std::vector<double> accumulators(compiled.reductions.size());
+  for (size_t r = 0; r < compiled.reductions.size(); ++r) {
+    accumulators[r] = reduce_identity(compiled.reductions[r].op);
+  }
+  run_elements(compiled, state.slots, tensor.numel, tensor.buffers.data(), accumulators.data(),
+               scratch, {0, state.keys.data()});
+  for (size_t r = 0; r < compiled.reductions.size(); ++r) {
+    state.slots[static_cast<size_t>(compiled.reductions[r].slot)] = accumulators[r];
+  }
+}
+
+void Interpreter::finish_tensor(TensorStep& state, TensorArgs& tensor) const {
+  // Every scalar store reads the values of the step's start, then all are assigned.
+  run_host(program_->after, state.slots);
+  for (const auto& [scalar, slot] : program_->scalar_stores) {
+    tensor.scalars[static_cast<size_t>(scalar)] = state.slots[static_cast<size_t>(slot)];
+  }
 }
 
 bool Interpreter::step(std::span<TensorArgs> tensors, std::span<const double> given_hypers,
                        int64_t t) const {
-  const Program& program = *program_;
   FUSEOPT_CHECK(t >= 1, "step: t must be at least 1");
   FUSEOPT_CHECK(given_hypers.size() == kernel_.hypers.size(),
                 "step: expected " + std::to_string(kernel_.hypers.size()) + " hypers, got " +
                     std::to_string(given_hypers.size()));
   std::vector<double> hypers(given_hypers.begin(), given_hypers.end());
-  if (statistics_ != nullptr) {
-    const GradFactors factors = grad_factors_for(tensors, hypers);
-    if (factors.skip) return false;
-    hypers[static_cast<size_t>(kernel_.hyper_index(kGradUnscaleInput))] = factors.unscale;
-    hypers[static_cast<size_t>(kernel_.hyper_index(kGradClipInput))] = factors.clip;
-  }
-  Scratch scratch;
-  std::vector<double> slots;
-  std::vector<double> accumulators;
-  std::vector<uint32_t> keys(kernel_.buffers.size());
   const uint64_t seed = kernel_.has_stochastic_store() ? rounding_seed(kernel_, hypers) : 0;
+  const size_t phase_count = program_->phases.size();
 
-  for (size_t tensor_index = 0; tensor_index < tensors.size(); ++tensor_index) {
-    TensorArgs& tensor = tensors[tensor_index];
-    for (size_t b = 0; b < keys.size(); ++b) {
-      keys[b] = rounding_stream_key(seed, t, rounding_stream(tensor_index, b));
+  if (!kernel_.grad_transform.any()) {
+    TensorStep state;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      start_tensor(state, tensors[i], i, hypers, t, seed);
+      for (size_t phase = 0; phase < phase_count; ++phase) run_tensor_phase(state, tensors[i], phase);
+      finish_tensor(state, tensors[i]);
     }
-    FUSEOPT_CHECK(tensor.buffers.size() == kernel_.buffers.size(), "step: wrong buffer count");
-    FUSEOPT_CHECK(tensor.scalars.size() == kernel_.scalars.size(),
-                  "step: wrong scalar-state count (was initialize() called?)");
-    FUSEOPT_CHECK(tensor.numel >= 0, "step: negative numel");
-    for (size_t i = 0; i < tensor.buffers.size(); ++i) {
-      FUSEOPT_CHECK(tensor.buffers[i] != nullptr || tensor.numel == 0,
-                    "step: buffer '" + kernel_.buffers[i].name + "' is null");
-    }
-    slots = program.initial_slots;
-    std::copy(hypers.begin(), hypers.end(), slots.begin());
-    slots[static_cast<size_t>(program.t_slot)] = static_cast<double>(t);
-    slots[static_cast<size_t>(program.numel_slot)] = static_cast<double>(tensor.numel);
-    std::copy(tensor.scalars.begin(), tensor.scalars.end(),
-              slots.begin() + program.first_scalar_slot);
+    return true;
+  }
 
-    for (const CompiledPhase& phase : program.phases) {
-      run_host(phase.host, slots);
-      accumulators.resize(phase.reductions.size());
-      for (size_t r = 0; r < phase.reductions.size(); ++r) {
-        accumulators[r] = reduce_identity(phase.reductions[r].op);
-      }
-      run_elements(phase, slots, tensor.numel, tensor.buffers.data(), accumulators.data(),
-                   scratch, {0, keys.data()});
-      for (size_t r = 0; r < phase.reductions.size(); ++r) {
-        slots[static_cast<size_t>(phase.reductions[r].slot)] = accumulators[r];
-      }
-    }
-
-    // Every scalar store reads the values of the step's start, then all are assigned.
-    run_host(program.after, slots);
-    for (const auto& [scalar, slot] : program.scalar_stores) {
-      tensor.scalars[static_cast<size_t>(scalar)] = slots[static_cast<size_t>(slot)];
-    }
+  // A gradient transform: phase 0 (the statistics) for every tensor, the group's factors,
+  // then the other phases (ir/grad_transform.h).
+  const GradFactors factors = grad_factors_for(tensors, hypers);
+  if (factors.skip) return false;
+  hypers[static_cast<size_t>(kernel_.hyper_index(kGradUnscaleInput))] = factors.unscale;
+  hypers[static_cast<size_t>(kernel_.hyper_index(kGradClipInput))] = factors.clip;
+  TensorStep state;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    start_tensor(state, tensors[i], i, hypers, t, seed);
+    for (size_t phase = 0; phase < phase_count; ++phase) run_tensor_phase(state, tensors[i], phase);
+    finish_tensor(state, tensors[i]);
   }
   return true;
+}
+
+GradFactors Interpreter::grad_factors_for(std::span<TensorArgs> tensors,
+                                          std::span<const double> given_hypers) const {
+  FUSEOPT_CHECK(kernel_.grad_transform.any(),
+                "grad_factors_for: the kernel has no gradient transform");
+  std::vector<double> hypers(given_hypers.begin(), given_hypers.end());
+  hypers[static_cast<size_t>(kernel_.hyper_index(kGradUnscaleInput))] =
+      grad_unscale_factor(kernel_, hypers);
+  const int sum_slot = program_->phases[0].reductions[0].slot;
+  const int nonfinite_slot = program_->phases[0].reductions[1].slot;
+  GradStatistics statistics;
+  TensorStep state;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    start_tensor(state, tensors[i], i, hypers, 1, 0);
+    run_tensor_phase(state, tensors[i], 0);  // reductions only: nothing is stored
+    statistics.add(state.slots[static_cast<size_t>(sum_slot)],
+                   state.slots[static_cast<size_t>(nonfinite_slot)]);
+  }
+  return grad_factors(kernel_, hypers, statistics);
 }
 
 void Interpreter::run_phase_chunk(size_t phase, int64_t count, float* const* buffers,
@@ -563,6 +589,11 @@ void Interpreter::run_phase_chunk(size_t phase, int64_t count, float* const* buf
 
 Interpreter::HostStep::HostStep(const Interpreter& interpreter)
     : program_(interpreter.program_) {}
+
+void Interpreter::HostStep::set_hyper(size_t index, double value) {
+  FUSEOPT_CHECK(static_cast<int>(index) < program_->t_slot, "HostStep: no hyper " + std::to_string(index));
+  slots_[index] = value;
+}
 
 void Interpreter::HostStep::start(std::span<const double> hypers, int64_t t, int64_t numel,
                                   std::span<const double> scalars) {

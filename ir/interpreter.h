@@ -50,9 +50,9 @@ class Interpreter {
   /// returns false, changing nothing, when loss scaling skips the step. True otherwise.
   bool step(std::span<TensorArgs> tensors, std::span<const double> hypers, int64_t t) const;
 
-  /// The factors the group's gradients give under the kernel's transform (what step() uses).
-  GradFactors grad_factors_for(std::span<const TensorArgs> tensors,
-                               std::span<const double> hypers) const;
+  /// The factors the group's gradients give under the kernel's transform (what step() uses):
+  /// runs phase 0, the statistics, over every tensor (it stores nothing).
+  GradFactors grad_factors_for(std::span<TensorArgs> tensors, std::span<const double> hypers) const;
 
   // ---- Pieces of a step, for runtimes that cut tensors into chunks -------------------------
 
@@ -88,6 +88,9 @@ class Interpreter {
     void scalar_inputs(size_t phase, std::span<double> out) const;
     /// Sets the results of phase `phase`'s reductions, in Kernel order.
     void set_reductions(size_t phase, std::span<const double> results);
+    /// Replaces hyper `index`'s value (Kernel::hypers order) for the prologues still to run:
+    /// how the runtime sets the gradient clip factor after phase 0 (ir/grad_transform.h).
+    void set_hyper(size_t index, double value);
     /// Evaluates the scalar stores (all from the step's starting values) into `scalars`.
     void finish(std::span<double> scalars);
 
@@ -99,8 +102,12 @@ class Interpreter {
  private:
   Kernel kernel_;
   std::shared_ptr<const Program> program_;
-  /// grad_statistics_kernel(kernel_)'s interpreter, when the kernel has a transform.
-  std::shared_ptr<const Interpreter> statistics_;
+
+  struct TensorStep;
+  void start_tensor(TensorStep& state, const TensorArgs& tensor, size_t tensor_index,
+                    std::span<const double> hypers, int64_t t, uint64_t seed) const;
+  void run_tensor_phase(TensorStep& state, TensorArgs& tensor, size_t phase) const;
+  void finish_tensor(TensorStep& state, TensorArgs& tensor) const;
 };
 
 /// The seed of a kernel's rounding stream: its rounding_seed hyper's value in `hypers`

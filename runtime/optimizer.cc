@@ -24,6 +24,7 @@
 #include <utility>
 
 #include "ir/eval.h"
+#include "ir/grad_transform.h"
 #include "ir/interpreter.h"
 #include "runtime/chunking.h"
 #include "runtime/state_file.h"
@@ -226,6 +227,10 @@ struct Optimizer::Impl {
   std::vector<uint8_t> starts;   ///< scratch: the run starts of the phase being planned
   /// Chunk-major, max_reductions each (grouped: slot-major, combined by the kernel).
   std::vector<double> partials;
+  /// With a gradient transform: phase 0's two results per slot, then the step's factors.
+  std::vector<double> grad_statistics;
+  ir::GradFactors last_grad_factors;
+  bool last_step_taken = true;
 
   Tensor& tensor(size_t index) {
     check_index(index);
@@ -262,12 +267,18 @@ struct Optimizer::Impl {
     throw_unknown("state", name, names_of_states());
   }
 
+  // The hypers users read and set; the hidden gradient factors are the step's own.
   size_t hyper_index(const std::string& name) const {
     const int index = ir->hyper_index(name);
-    if (index >= 0) return static_cast<size_t>(index);
+    if (index >= 0 && ir::is_user_hyper(name)) return static_cast<size_t>(index);
+    throw_unknown("hyperparameter", name, user_hyper_names());
+  }
+  std::vector<std::string> user_hyper_names() const {
     std::vector<std::string> names;
-    for (const ir::HyperDecl& h : ir->hypers) names.push_back(h.name);
-    throw_unknown("hyperparameter", name, names);
+    for (const ir::HyperDecl& h : ir->hypers) {
+      if (ir::is_user_hyper(h.name)) names.push_back(h.name);
+    }
+    return names;
   }
 
   size_t scalar_index(const std::string& name) const {
@@ -490,13 +501,16 @@ struct Optimizer::Impl {
     for_each_index(active.size(), body);
   }
 
-  // Combines slot s's chunk partials of `phase` in chunk order into its host step.
+  // Combines slot s's chunk partials of `phase` in chunk order into its host step (and,
+  // for phase 0 of a kernel with a gradient transform, into grad_statistics).
   void combine(size_t phase, size_t s) {
     const std::vector<ir::ReduceOp>& ops = reduce_ops[phase];
     if (ops.empty()) return;
+    const bool statistics = phase == 0 && ir->grad_transform.any();
     if (grouped) {  // combined by the kernel
-      host_steps[s].set_reductions(phase, std::span<const double>(&partials[s * ops.size()],
-                                                                  ops.size()));
+      const double* results = &partials[s * ops.size()];
+      host_steps[s].set_reductions(phase, std::span<const double>(results, ops.size()));
+      if (statistics) std::copy_n(results, 2, &grad_statistics[2 * s]);
       return;
     }
     // A phase with reductions has one run per tensor: run s is slot s.
@@ -516,6 +530,7 @@ struct Optimizer::Impl {
       }
     }
     host_steps[s].set_reductions(phase, std::span<const double>(combined, ops.size()));
+    if (statistics) std::copy_n(combined, 2, &grad_statistics[2 * s]);
   }
 
   void prepare_phase(size_t phase, size_t s) {
@@ -574,13 +589,20 @@ struct Optimizer::Impl {
     kernel->group_phases[phase]->run_group(args);
   }
 
-  void step() {
+  bool step() {
     if (tensors.empty()) {
       throw UserError("step() on an empty group: add tensors with add_tensor() first");
     }
     plan_layout();
     const size_t slots = active.size();
-    if (slots == 0) return;  // every tensor is disabled
+    if (slots == 0) return true;  // every tensor is disabled
+    const bool transform = ir->grad_transform.any();
+    if (transform) {
+      // The unscale factor is known before the step; the clip factor after phase 0.
+      hypers[static_cast<size_t>(ir->hyper_index(ir::kGradUnscaleInput))] =
+          ir::grad_unscale_factor(*ir, hypers);
+      grad_statistics.assign(2 * slots, 0.0);
+    }
     const size_t phase_count = ir->phases.size();
     if (maybe_uninitialized) {
       for (size_t tensor : active) {
@@ -629,6 +651,24 @@ struct Optimizer::Impl {
       }
       const bool last = phase + 1 == phase_count;
       if (last && ir->scalar_stores.empty()) break;
+      if (transform && phase == 0) {
+        // The group's statistics, combined in slot (tensor) order; nothing is stored before
+        // the last phase, so a skipped step leaves everything as it was.
+        for_each_slot([&](size_t s) { combine(0, s); });
+        ir::GradStatistics statistics;
+        for (size_t s = 0; s < slots; ++s) {
+          statistics.add(grad_statistics[2 * s], grad_statistics[2 * s + 1]);
+        }
+        last_grad_factors = ir::grad_factors(*ir, hypers, statistics);
+        if (last_grad_factors.skip) return last_step_taken = false;
+        const auto clip = static_cast<size_t>(ir->hyper_index(ir::kGradClipInput));
+        hypers[clip] = last_grad_factors.clip;
+        for_each_slot([&](size_t s) {
+          host_steps[s].set_hyper(clip, last_grad_factors.clip);
+          prepare_phase(1, s);
+        });
+        continue;
+      }
       for_each_slot([&](size_t s) {
         combine(phase, s);
         if (last) {
@@ -639,6 +679,7 @@ struct Optimizer::Impl {
       });
     }
     for (size_t tensor : active) ++steps[tensor];
+    return last_step_taken = true;
   }
 };
 
@@ -808,7 +849,15 @@ void Optimizer::write_grad(size_t index, std::span<const float> values) {
   impl_->copy_in(const_cast<float*>(tensor.grad), values.data(), values.size());
 }
 
-void Optimizer::step() { impl_->step(); }
+bool Optimizer::step() { return impl_->step(); }
+
+double Optimizer::last_grad_norm() const {
+  if (!impl_->ir->grad_transform.any()) {
+    throw UserError("last_grad_norm(): the kernel has no gradient transform (compile it with "
+                    "loss scaling or max_grad_norm clipping)");
+  }
+  return impl_->last_grad_factors.total_norm;
+}
 
 void Optimizer::synchronize() const {
   if (impl_->device != nullptr) impl_->device->synchronize();
@@ -845,11 +894,7 @@ double Optimizer::hyper(const std::string& name) const {
   return impl_->hypers[impl_->hyper_index(name)];
 }
 
-std::vector<std::string> Optimizer::hyper_names() const {
-  std::vector<std::string> names;
-  for (const ir::HyperDecl& h : impl_->ir->hypers) names.push_back(h.name);
-  return names;
-}
+std::vector<std::string> Optimizer::hyper_names() const { return impl_->user_hyper_names(); }
 
 std::vector<std::string> Optimizer::state_names() const { return impl_->names_of_states(); }
 

@@ -80,7 +80,14 @@ class Optimizer {
   /// and the tensors' values are unspecified. A device kernel's step may return once its
   /// work is queued on the device (in order with the device's other work on the default
   /// stream); read_*() and synchronize() wait for it.
-  void step();
+  /// With a gradient transform (CompileOptions::loss_scaling, ::clip_grad_norm; see
+  /// ir/grad_transform.h) the step first gathers the group's gradient statistics: returns
+  /// false, changing nothing (not even step counts), when loss scaling found an inf or NaN
+  /// gradient. True otherwise.
+  bool step();
+  /// The global norm of the unscaled gradients the last step saw (before clipping); a
+  /// UserError without a gradient transform.
+  double last_grad_norm() const;
   /// Waits until the device has finished every step queued so far, reporting errors of
   /// earlier launches; nothing to wait for with host kernels.
   void synchronize() const;
