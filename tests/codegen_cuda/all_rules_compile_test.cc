@@ -1,6 +1,7 @@
 // Every built-in rule and combination of its options compiles with NVRTC to sm_80 and sm_90
 // cubins (plus PTX), with no register spills, at the default launch shape. Compilations run
-// on every core; the NVRTC times are printed for the record. Label `slow`.
+// on every core; the NVRTC times are printed for the record. Each rule also compiles with loss
+// scaling and gradient clipping. Label `slow`.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include "codegen/cuda/cuda_codegen.h"
 #include "codegen/cuda/nvrtc_compiler.h"
 #include "frontend/rule.h"
+#include "ir/grad_transform.h"
 #include "rules/builtin_rules.h"
 #include "support/error.h"
 
@@ -38,6 +40,11 @@ TEST(AllRulesCompile, EveryRuleAndOptionCombinationToSm80AndSm90WithoutSpills) {
       jobs.push_back({kernel, "sm_80"});
       jobs.push_back({std::move(kernel), "sm_90"});
     }
+    // With loss scaling and clipping (ir/grad_transform.h): a statistics phase first and
+    // the hidden factor hypers.
+    ir::Kernel transformed = rule.compile(rule.resolve_options());
+    ir::apply_grad_transform(transformed, {true, true});
+    jobs.push_back({std::move(transformed), "sm_90"});
   }
   ASSERT_GE(jobs.size(), 200u);
 
