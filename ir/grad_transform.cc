@@ -1,5 +1,6 @@
 #include "ir/grad_transform.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -95,9 +96,11 @@ GradFactors grad_factors(const Kernel& kernel, std::span<const double> hypers,
       throw UserError(std::string("the hyper ") + kMaxGradNormHyper +
                       " must be finite and not negative, got " + std::to_string(max_norm));
     }
-    // clip_grad_norm_: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1.
+    // clip_grad_norm_: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1; a NaN norm
+    // gives a NaN coefficient (torch.clamp keeps NaN), so the step spreads the NaN as torch.
     const double coefficient = max_norm / (factors.total_norm + 1e-6);
-    factors.clip = static_cast<double>(static_cast<float>(std::min(1.0, coefficient)));
+    const double clamped = std::isnan(coefficient) ? coefficient : std::min(1.0, coefficient);
+    factors.clip = static_cast<double>(static_cast<float>(clamped));
   }
   return factors;
 }

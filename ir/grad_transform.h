@@ -49,7 +49,8 @@ struct GradStatistics {
   bool nonfinite = false;
   void add(double tensor_sum_of_squares, double tensor_nonfinite) {
     sum_of_squares += tensor_sum_of_squares;
-    nonfinite = nonfinite || tensor_nonfinite != 0;
+    // An empty tensor's max is the identity, -inf: only a 1 means a non-finite gradient.
+    nonfinite = nonfinite || tensor_nonfinite > 0;
   }
 };
 

@@ -12,6 +12,7 @@
 
 #include "codegen/cuda/cuda_source.h"
 #include "frontend/rule.h"
+#include "ir/grad_transform.h"
 #include "rules/builtin_rules.h"
 #include "tests/codegen_cuda/every_op_kernel.h"
 
@@ -63,6 +64,14 @@ int run(const std::string& prefix, int shards) {
           shape(128, 16, 4, 4096)}) {
       entries.push_back({name, option_map(options), rule.compile(options), s});
     }
+  }
+  // Loss scaling and gradient clipping (ir/grad_transform.h): "RULE+grad_transform".
+  for (const char* name : {"adam", "lamb"}) {
+    const frontend::Rule rule = frontend::load_rule(name);
+    const auto options = rule.resolve_options();
+    ir::Kernel kernel = rule.compile(options);
+    ir::apply_grad_transform(kernel, {true, true});
+    entries.push_back({std::string(name) + "+grad_transform", option_map(options), kernel, small});
   }
   entries.push_back({"every_op", {}, codegen::test::every_op_kernel(), small});
 

@@ -12,6 +12,7 @@
 
 #include "codegen/cuda/cuda_source.h"
 #include "frontend/rule.h"
+#include "ir/grad_transform.h"
 #include "runtime/cuda/cuda_kernel.h"
 #include "runtime/cuda/tensor_table.h"
 #include "support/error.h"
@@ -32,8 +33,15 @@ struct Loaded {
 
 Loaded prepare(const EmulatedKernel& emulated) {
   Loaded loaded;
+  const std::string transform_suffix = "+grad_transform";
   if (emulated.rule == "every_op") {
     loaded.kernel = codegen::test::every_op_kernel();
+  } else if (std::string(emulated.rule).ends_with(transform_suffix)) {
+    std::string name = emulated.rule;
+    name.resize(name.size() - transform_suffix.size());
+    const frontend::Rule rule = frontend::load_rule(name);
+    loaded.kernel = rule.compile(rule.resolve_options(emulated.options));
+    ir::apply_grad_transform(loaded.kernel, {true, true});
   } else {
     const frontend::Rule rule = frontend::load_rule(emulated.rule);
     loaded.kernel = rule.compile(rule.resolve_options(emulated.options));

@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "ir/eval.h"
+#include "ir/grad_transform.h"
 #include "support/error.h"
 
 namespace fuseopt::gpu_testing {
@@ -159,8 +160,16 @@ void GroupStepper::step(const runtime::CompiledKernel& compiled, std::span<float
   // One slot vector per tensor (one in all when uniform).
   const size_t evaluated = p.uniform ? std::min<size_t>(tensors, 1) : tensors;
   std::vector<std::vector<double>> slots(evaluated, p.initial);
+  // A gradient transform (ir/grad_transform.h), as the runtime's optimizer does it: the
+  // unscale factor before the step, the clip factor from phase 0's group statistics.
+  const ir::Kernel& kernel = compiled.ir;
+  std::vector<double> hypers = hypers_;
+  if (kernel.grad_transform.any()) {
+    hypers[static_cast<size_t>(kernel.hyper_index(ir::kGradUnscaleInput))] =
+        ir::grad_unscale_factor(kernel, hypers);
+  }
   for (size_t i = 0; i < evaluated; ++i) {
-    std::copy(hypers_.begin(), hypers_.end(), slots[i].begin());
+    std::copy(hypers.begin(), hypers.end(), slots[i].begin());
     slots[i][static_cast<size_t>(p.t_slot)] = static_cast<double>(t);
     slots[i][static_cast<size_t>(p.numel_slot)] = static_cast<double>(numels_[i]);
     std::copy(scalars_[i].begin(), scalars_[i].end(), slots[i].begin() + p.first_scalar);
@@ -193,6 +202,14 @@ void GroupStepper::step(const runtime::CompiledKernel& compiled, std::span<float
       for (size_t r = 0; r < code.reductions.size(); ++r) {
         slots[i][static_cast<size_t>(code.reductions[r])] = results[i * code.reductions.size() + r];
       }
+    }
+    if (phase == 0 && kernel.grad_transform.any()) {
+      ir::GradStatistics statistics;
+      for (size_t i = 0; i < tensors; ++i) statistics.add(results[2 * i], results[2 * i + 1]);
+      const ir::GradFactors factors = ir::grad_factors(kernel, hypers, statistics);
+      if (factors.skip) return;  // nothing stored, scalar states unchanged
+      const auto clip = static_cast<size_t>(kernel.hyper_index(ir::kGradClipInput));
+      for (auto& s : slots) s[clip] = factors.clip;
     }
   }
   for (size_t i = 0; i < evaluated; ++i) {
