@@ -415,7 +415,13 @@ void BM_ManyVsOneBig(benchmark::State& state) {
     StepTimes many_times;
     for (auto _ : state) {
       time_step(big_times, [&] { big.step(); });
-      time_step(many_times, [&] { caller ? separate->step() : arena->step(); });
+      time_step(many_times, [&] {
+        if (caller) {
+          separate->step();
+        } else {
+          arena->step();
+        }
+      });
     }
     const int64_t elements = tensors * numel;
     state.counters["many_ns/elem"] = many_times.median_ns(elements);
@@ -494,7 +500,13 @@ void BM_InCacheManyVsOne(benchmark::State& state) {
     StepTimes many_times;
     for (auto _ : state) {
       time_step(one_times, [&] { one.step(); });
-      time_step(many_times, [&] { caller ? separate->step() : arena->step(); });
+      time_step(many_times, [&] {
+        if (caller) {
+          separate->step();
+        } else {
+          arena->step();
+        }
+      });
     }
     state.counters["one_ns/elem"] = one_times.median_ns(kTotal);
     state.counters["many_ns/elem"] = many_times.median_ns(kTotal);
