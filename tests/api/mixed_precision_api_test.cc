@@ -126,7 +126,9 @@ TEST_P(GradTransformApi, MatchesTheInterpreterStepSkipAndNorm) {
 
 INSTANTIATE_TEST_SUITE_P(Backends, GradTransformApi,
                          ::testing::Values(Backend::kInterpreter, Backend::kCpu),
-                         [](const auto& info) { return std::string(backend_name(info.param)); });
+                         [](const ::testing::TestParamInfo<Backend>& p) {
+                           return std::string(backend_name(p.param));
+                         });
 
 TEST(StorageApi, Bf16RoundToNearestRunsOnTheInterpBackendAndIsRefusedElsewhere) {
   CompileOptions options;
