@@ -10,6 +10,8 @@ readonly PACKAGES=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libsqlite3-dev libhalide14-0-dev libsodium-dev
   python3 python3-numpy python3-torch
+  python3-dev python3-venv pybind11-dev libdlpack-dev   # the Python package (python/)
+  python3-sklearn python3-matplotlib                    # examples/python/train_digits.py
 )
 
 log() { printf 'setup: %s\n' "$*"; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole fuseopt test suite on a fresh Debian 12 machine (this is what CI runs):
 #   1. setup    install the Debian packages (tools/setup.sh)
-#   2. release  build the release preset, run every test (labels torch and slow included)
+#   2. release  build the release preset with the Python package, run every test (labels
+#               torch and slow included; python_pip_install checks `pip install .`)
 #   3. asan     build with ASan+UBSan, run every test except label `slow`
 #   4. fuzz     build the libFuzzer targets with clang, run each one for a while
 # Every stage runs even if an earlier one failed (setup excepted); the exit status is 1 if
@@ -61,7 +62,11 @@ print_summary() {
 }
 
 build_preset() {
-  cmake --preset "$1"
+  local extra=()
+  # The release build must build and test the Python package (python/): a missing
+  # dependency is then an error, not a silently smaller build.
+  [[ "$1" == release ]] && extra=(-DFUSEOPT_PYTHON=ON)
+  cmake --preset "$1" "${extra[@]}"
   cmake --build --preset "$1" -j "$JOBS"
 }
 
