@@ -52,12 +52,15 @@ __all__ = [
 ]
 
 
-def make_optimizer(rule, *, backend="auto", options=None, threads=0, **hypers):
+def make_optimizer(rule, *, backend="auto", options=None, threads=0, storage=None,
+                   loss_scaling=False, clip_grad_norm=False, **hypers):
     """compile() and Optimizer() in one call: ``make_optimizer("adam", lr=1e-3)``.
 
     ``rule`` is a built-in name or a ``.opt`` path; ``options`` the option values
-    (``{"amsgrad": True}``); the keywords are hypers."""
-    kernel = compile(rule, backend=backend, options=options or {})
+    (``{"amsgrad": True}``); ``storage``, ``loss_scaling`` and ``clip_grad_norm`` as compile()
+    takes them (docs/mixed-precision.md); the keywords are hypers."""
+    kernel = compile(rule, backend=backend, options=options or {}, storage=storage or {},
+                     loss_scaling=loss_scaling, clip_grad_norm=clip_grad_norm)
     return Optimizer(kernel, {name: float(value) for name, value in hypers.items()}, threads)
 
 

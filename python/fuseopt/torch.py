@@ -63,7 +63,8 @@ class _Group:
             backend = "cuda" if device.type == "cuda" else "cpu"
         settings = dict(backend=backend, options=self.options, tuned=owner._tuned,
                         size_hint=sum(p.numel() for p in self.params),
-                        tensor_count=max(1, len(self.params)))
+                        tensor_count=max(1, len(self.params)),
+                        clip_grad_norm=owner._clip_grad_norm)
         if owner._rule_name in _core.rules():
             self.kernel = _core.compile(owner._rule_name, **settings)
         else:
@@ -110,6 +111,11 @@ class Optimizer(_TorchOptimizer):
             a CUDA device, else ``"cpu"``.
         threads: threads per step on the CPU (0: every core).
         tuned: use this machine's tuned schedules (``fuseopt tune``), where there are any.
+        max_grad_norm: clip the gradients to this global norm inside the step, as
+            ``torch.nn.utils.clip_grad_norm_`` would before it (a hyper of every group: a
+            scheduler may change it). The norm is each param group's on this process: the
+            whole model's with one group and DDP, not with sharded optimizers
+            (docs/distributed.md). ``last_grad_norm()`` returns it.
         **hypers: the rule's hypers (``lr``, ``weight_decay``...; torch's tuples ``betas``,
             ``etas`` and ``step_sizes`` or their parts ``beta1``, ``beta2``...) and options
             (``amsgrad=True``...). Unknown names are an error.
@@ -120,7 +126,8 @@ class Optimizer(_TorchOptimizer):
     holds copies made by ``state_dict()``.
     """
 
-    def __init__(self, params, rule, *, backend=None, threads=0, tuned=True, **hypers):
+    def __init__(self, params, rule, *, backend=None, threads=0, tuned=True, max_grad_norm=None,
+                 **hypers):
         if not isinstance(rule, str):
             _fail(f"rule must be a rule name or a path, not {type(rule).__name__}")
         if backend is not None and backend not in ("cpu", "interp", "cuda"):
@@ -131,6 +138,11 @@ class Optimizer(_TorchOptimizer):
         self._tuned = bool(tuned)
         self._rule = _core.Rule(rule)  # RuleError with the diagnostics when it has errors
         self._hyper_defaults = dict(self._rule.hypers)
+        # Clipping compiles the rule with the group-wide gradient transform and adds its hyper
+        # (docs/mixed-precision.md).
+        self._clip_grad_norm = max_grad_norm is not None
+        if self._clip_grad_norm:
+            self._hyper_defaults["max_grad_norm"] = self._number("max_grad_norm", max_grad_norm)
         self._option_defaults = dict(self._rule.options)
         # torch's tuple form where the rule has every part.
         self._tuples = {key: parts for key, parts in TUPLE_HYPERS.items()
@@ -284,6 +296,13 @@ class Optimizer(_TorchOptimizer):
             _fail(f"{where} is empty")
 
     # ---- Stepping --------------------------------------------------------------------------
+
+    def last_grad_norm(self):
+        """The global gradient norm (before clipping) each param group saw at its last step,
+        in group order; needs ``max_grad_norm``."""
+        if not self._clip_grad_norm:
+            _fail("last_grad_norm() needs an optimizer made with max_grad_norm")
+        return [runtime.core.last_grad_norm() for runtime in self._groups]
 
     @_torch.no_grad()
     def step(self, closure=None):

@@ -134,10 +134,21 @@ std::map<std::string, std::string> option_strings(const py::dict& options) {
   return out;
 }
 
+/// What compile() and compile_text() take beyond the options: storage, loss scaling and
+/// clipping (docs/mixed-precision.md).
+struct Precision {
+  std::map<std::string, std::string> storage;
+  bool loss_scaling = false;
+  bool clip_grad_norm = false;
+};
+
 CompileOptions compile_options(const std::string& backend, const py::dict& options,
                                const std::string& cpu_target, bool tuned, int64_t size_hint,
-                               int64_t tensor_count) {
+                               int64_t tensor_count, const Precision& precision) {
   CompileOptions out;
+  out.storage = precision.storage;
+  out.loss_scaling = precision.loss_scaling;
+  out.clip_grad_norm = precision.clip_grad_norm;
   out.backend = parse_backend(backend);
   out.options = option_strings(options);
   out.cpu_target = cpu_target;
@@ -578,25 +589,33 @@ PYBIND11_MODULE(_fuseopt, m) {
 
   m.def("compile",
         [](const std::string& name_or_path, const std::string& backend, py::dict options,
-           const std::string& cpu_target, bool tuned, int64_t size_hint, int64_t tensor_count) {
+           const std::string& cpu_target, bool tuned, int64_t size_hint, int64_t tensor_count,
+           std::map<std::string, std::string> storage, bool loss_scaling, bool clip_grad_norm) {
           const CompileOptions settings =
-              compile_options(backend, options, cpu_target, tuned, size_hint, tensor_count);
+              compile_options(backend, options, cpu_target, tuned, size_hint, tensor_count,
+                              {std::move(storage), loss_scaling, clip_grad_norm});
           checked_rule(frontend::load_rule_source(name_or_path));  // diagnostics as RuleError
           py::gil_scoped_release release;
           return std::const_pointer_cast<runtime::CompiledKernel>(compile_rule(name_or_path, settings));
         },
         py::arg("rule"), py::kw_only(), py::arg("backend") = "auto", py::arg("options") = py::dict(),
         py::arg("cpu_target") = "host", py::arg("tuned") = true, py::arg("size_hint") = 0,
-        py::arg("tensor_count") = 1,
+        py::arg("tensor_count") = 1, py::arg("storage") = std::map<std::string, std::string>(),
+        py::arg("loss_scaling") = false, py::arg("clip_grad_norm") = false,
         "Compiles a built-in rule or rule file for a backend ('interp', 'cpu', 'cuda', "
-        "'auto'). `options` sets option values (bool or int). Kernels are cached in the process "
-        "and binaries on disk. Raises RuleError, UserError, or EnvironmentError (no GPU, ...).");
+        "'auto'). `options` sets option values (bool or int). `storage` maps buffers to "
+        "'f32', 'bf16' or 'f16' (optionally ' stochastic'); `loss_scaling` and "
+        "`clip_grad_norm` add the grad_scale and max_grad_norm hypers (docs/mixed-precision.md). "
+        "Kernels are cached in the process and binaries on disk. Raises RuleError, UserError, "
+        "or EnvironmentError (no GPU, ...).");
   m.def("compile_text",
         [](const std::string& text, const std::string& name, const std::string& backend,
            py::dict options, const std::string& cpu_target, bool tuned, int64_t size_hint,
-           int64_t tensor_count) {
+           int64_t tensor_count, std::map<std::string, std::string> storage, bool loss_scaling,
+           bool clip_grad_norm) {
           const CompileOptions settings =
-              compile_options(backend, options, cpu_target, tuned, size_hint, tensor_count);
+              compile_options(backend, options, cpu_target, tuned, size_hint, tensor_count,
+                              {std::move(storage), loss_scaling, clip_grad_norm});
           checked_rule(text_source(text, name));
           py::gil_scoped_release release;
           return std::const_pointer_cast<runtime::CompiledKernel>(
@@ -605,6 +624,8 @@ PYBIND11_MODULE(_fuseopt, m) {
         py::arg("text"), py::kw_only(), py::arg("name") = "<text>", py::arg("backend") = "auto",
         py::arg("options") = py::dict(), py::arg("cpu_target") = "host", py::arg("tuned") = true,
         py::arg("size_hint") = 0, py::arg("tensor_count") = 1,
+        py::arg("storage") = std::map<std::string, std::string>(), py::arg("loss_scaling") = false,
+        py::arg("clip_grad_norm") = false,
         "compile() for rule source text; `name` is used in messages.");
   m.def("clear_compiled_kernels", &clear_compiled_kernels,
         "Forgets the kernels compiled in this process (Optimizers keep theirs).");
@@ -694,8 +715,17 @@ PYBIND11_MODULE(_fuseopt, m) {
              o.get().write_grad(t, values);
            },
            py::arg("tensor"), py::arg("values"))
-      .def("step", [](PyOptimizer& o) { o.run_released([](Optimizer& c) { c.step(); }); },
-           "One step for every enabled tensor (the GIL is released meanwhile).")
+      .def("step",
+           [](PyOptimizer& o) {
+             bool taken = true;
+             o.run_released([&](Optimizer& c) { taken = c.step(); });
+             return taken;
+           },
+           "One step for every enabled tensor (the GIL is released meanwhile). Returns False, "
+           "changing nothing, when loss scaling found an inf or NaN gradient.")
+      .def("last_grad_norm", [](const PyOptimizer& o) { return o.get().last_grad_norm(); },
+           "The global norm of the unscaled gradients of the last step (kernels compiled with "
+           "loss_scaling or clip_grad_norm).")
       .def("synchronize", [](PyOptimizer& o) { o.run_released([](Optimizer& c) { c.synchronize(); }); },
            "Waits for the device's queued steps (nothing to wait for on the host).")
       .def("step_count", [](const PyOptimizer& o, size_t t) { o.check_tensor(t); return o.get().step_count(t); },
