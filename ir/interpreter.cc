@@ -500,22 +500,14 @@ bool Interpreter::step(std::span<TensorArgs> tensors, std::span<const double> gi
   const uint64_t seed = kernel_.has_stochastic_store() ? rounding_seed(kernel_, hypers) : 0;
   const size_t phase_count = program_->phases.size();
 
-  if (!kernel_.grad_transform.any()) {
-    TensorStep state;
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      start_tensor(state, tensors[i], i, hypers, t, seed);
-      for (size_t phase = 0; phase < phase_count; ++phase) run_tensor_phase(state, tensors[i], phase);
-      finish_tensor(state, tensors[i]);
-    }
-    return true;
+  if (kernel_.grad_transform.any()) {
+    // The group's statistics (phase 0 of every tensor, which stores nothing) decide the
+    // factors first (ir/grad_transform.h); the tensors then run every phase with them.
+    const GradFactors factors = grad_factors_for(tensors, hypers);
+    if (factors.skip) return false;
+    hypers[static_cast<size_t>(kernel_.hyper_index(kGradUnscaleInput))] = factors.unscale;
+    hypers[static_cast<size_t>(kernel_.hyper_index(kGradClipInput))] = factors.clip;
   }
-
-  // A gradient transform: phase 0 (the statistics) for every tensor, the group's factors,
-  // then the other phases (ir/grad_transform.h).
-  const GradFactors factors = grad_factors_for(tensors, hypers);
-  if (factors.skip) return false;
-  hypers[static_cast<size_t>(kernel_.hyper_index(kGradUnscaleInput))] = factors.unscale;
-  hypers[static_cast<size_t>(kernel_.hyper_index(kGradClipInput))] = factors.clip;
   TensorStep state;
   for (size_t i = 0; i < tensors.size(); ++i) {
     start_tensor(state, tensors[i], i, hypers, t, seed);

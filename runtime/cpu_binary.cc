@@ -44,8 +44,15 @@ class InterpreterPhase final : public PhaseKernel {
       values = large.data();
     }
     for (size_t i = 0; i < inputs_; ++i) values[i] = static_cast<double>(args.scalars[i]);
-    interpreter_->run_phase_chunk(phase_, args.count, args.buffers,
-                                  std::span<const double>(values, inputs_), args.partials);
+    const std::span<const double> scalars(values, inputs_);
+    if (args.rounding_keys != nullptr) {
+      const size_t buffers = interpreter_->kernel().buffers.size();
+      interpreter_->run_phase_chunk(phase_, args.count, args.buffers, scalars, args.partials,
+                                    args.first_index,
+                                    std::span<const uint32_t>(args.rounding_keys, buffers));
+      return;
+    }
+    interpreter_->run_phase_chunk(phase_, args.count, args.buffers, scalars, args.partials);
   }
 
  private:

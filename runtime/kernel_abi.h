@@ -34,6 +34,12 @@ struct ChunkArgs {
   const float* scalars = nullptr;
   /// Out: one value per reduction of the phase, this chunk's partial result.
   double* partials = nullptr;
+  /// For kernels with stochastic stores (ir::Kernel::has_stochastic_store(); such chunks are
+  /// never coalesced across tensors): the index of the chunk's first element in its tensor,
+  /// and one rounding stream key per buffer (ir/interpreter.h, run_phase_chunk). Null
+  /// otherwise.
+  int64_t first_index = 0;
+  const uint32_t* rounding_keys = nullptr;
 };
 
 /// A phase compiled for one backend. run() is called concurrently on disjoint chunks and

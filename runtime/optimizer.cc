@@ -227,6 +227,8 @@ struct Optimizer::Impl {
   std::vector<uint8_t> starts;   ///< scratch: the run starts of the phase being planned
   /// Chunk-major, max_reductions each (grouped: slot-major, combined by the kernel).
   std::vector<double> partials;
+  /// With stochastic stores: each slot's rounding stream keys, one per buffer, for this step.
+  std::vector<uint32_t> rounding_keys;
   /// With a gradient transform: phase 0's two results per slot, then the step's factors.
   std::vector<double> grad_statistics;
   ir::GradFactors last_grad_factors;
@@ -451,7 +453,9 @@ struct Optimizer::Impl {
     PhasePlan& plan = plans[phase];
     const size_t slots = active.size();
     const size_t n = input_counts[phase];
-    const bool may_coalesce = reduce_ops[phase].empty();
+    // Stochastic stores draw from per-tensor streams indexed from each tensor's start: a run
+    // must be one tensor.
+    const bool may_coalesce = reduce_ops[phase].empty() && !ir->has_stochastic_store();
     if (!may_coalesce && plan.built) return plan;  // one run per tensor, always
     starts.assign(slots, 1);
     if (may_coalesce) {
@@ -573,6 +577,10 @@ struct Optimizer::Impl {
         args.count = chunk.count;
         args.scalars = scalar_inputs.data() + first * n;
         args.partials = has_reductions ? &partials[c * max_reductions] : nullptr;
+        if (!rounding_keys.empty()) {
+          args.first_index = chunk.offset;  // runs are single tensors here (plan_phase)
+          args.rounding_keys = &rounding_keys[first * buffer_count];
+        }
         code.run(args);
       }
     });
@@ -597,6 +605,20 @@ struct Optimizer::Impl {
     const size_t slots = active.size();
     if (slots == 0) return true;  // every tensor is disabled
     const bool transform = ir->grad_transform.any();
+    rounding_keys.clear();
+    if (ir->has_stochastic_store()) {
+      // The streams of the interpreter's definition: keyed by the seed, the tensor's step and
+      // its index in the group (not its slot, so disabling another tensor changes nothing).
+      const uint64_t seed = ir::rounding_seed(*ir, hypers);
+      const size_t buffer_count = ir->buffers.size();
+      rounding_keys.resize(slots * buffer_count);
+      for (size_t s = 0; s < slots; ++s) {
+        for (size_t b = 0; b < buffer_count; ++b) {
+          rounding_keys[s * buffer_count + b] = rounding_stream_key(
+              seed, steps[active[s]] + 1, ir::rounding_stream(active[s], b));
+        }
+      }
+    }
     if (transform) {
       // The unscale factor is known before the step; the clip factor after phase 0.
       hypers[static_cast<size_t>(ir->hyper_index(ir::kGradUnscaleInput))] =
