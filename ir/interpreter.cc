@@ -500,21 +500,44 @@ bool Interpreter::step(std::span<TensorArgs> tensors, std::span<const double> gi
   const uint64_t seed = kernel_.has_stochastic_store() ? rounding_seed(kernel_, hypers) : 0;
   const size_t phase_count = program_->phases.size();
 
-  if (kernel_.grad_transform.any()) {
-    // The group's statistics (phase 0 of every tensor, which stores nothing) decide the
-    // factors first (ir/grad_transform.h); the tensors then run every phase with them.
-    const GradFactors factors = grad_factors_for(tensors, hypers);
-    if (factors.skip) return false;
-    hypers[static_cast<size_t>(kernel_.hyper_index(kGradUnscaleInput))] = factors.unscale;
-    hypers[static_cast<size_t>(kernel_.hyper_index(kGradClipInput))] = factors.clip;
+  if (!kernel_.grad_transform.any()) {
+    TensorStep state;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      start_tensor(state, tensors[i], i, hypers, t, seed);
+      for (size_t phase = 0; phase < phase_count; ++phase) run_tensor_phase(state, tensors[i], phase);
+      finish_tensor(state, tensors[i]);
+    }
+    return true;
   }
-  TensorStep state;
+  // A gradient transform (ir/grad_transform.h): phase 0, the statistics, for every tensor
+  // (it stores nothing), the group's factors, then the other phases with the clip factor.
+  std::vector<TensorStep> states(tensors.size());
+  const GradFactors factors = run_statistics(tensors, hypers, t, seed, states);
+  if (factors.skip) return false;
+  const auto clip = static_cast<size_t>(kernel_.hyper_index(kGradClipInput));
   for (size_t i = 0; i < tensors.size(); ++i) {
-    start_tensor(state, tensors[i], i, hypers, t, seed);
-    for (size_t phase = 0; phase < phase_count; ++phase) run_tensor_phase(state, tensors[i], phase);
-    finish_tensor(state, tensors[i]);
+    states[i].slots[clip] = factors.clip;  // hypers occupy the first slots
+    for (size_t phase = 1; phase < phase_count; ++phase) run_tensor_phase(states[i], tensors[i], phase);
+    finish_tensor(states[i], tensors[i]);
   }
   return true;
+}
+
+GradFactors Interpreter::run_statistics(std::span<TensorArgs> tensors,
+                                        std::vector<double>& hypers, int64_t t, uint64_t seed,
+                                        std::vector<TensorStep>& states) const {
+  hypers[static_cast<size_t>(kernel_.hyper_index(kGradUnscaleInput))] =
+      grad_unscale_factor(kernel_, hypers);
+  const int sum_slot = program_->phases[0].reductions[0].slot;
+  const int nonfinite_slot = program_->phases[0].reductions[1].slot;
+  GradStatistics statistics;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    start_tensor(states[i], tensors[i], i, hypers, t, seed);
+    run_tensor_phase(states[i], tensors[i], 0);
+    statistics.add(states[i].slots[static_cast<size_t>(sum_slot)],
+                   states[i].slots[static_cast<size_t>(nonfinite_slot)]);
+  }
+  return grad_factors(kernel_, hypers, statistics);
 }
 
 GradFactors Interpreter::grad_factors_for(std::span<TensorArgs> tensors,
@@ -522,19 +545,9 @@ GradFactors Interpreter::grad_factors_for(std::span<TensorArgs> tensors,
   FUSEOPT_CHECK(kernel_.grad_transform.any(),
                 "grad_factors_for: the kernel has no gradient transform");
   std::vector<double> hypers(given_hypers.begin(), given_hypers.end());
-  hypers[static_cast<size_t>(kernel_.hyper_index(kGradUnscaleInput))] =
-      grad_unscale_factor(kernel_, hypers);
-  const int sum_slot = program_->phases[0].reductions[0].slot;
-  const int nonfinite_slot = program_->phases[0].reductions[1].slot;
-  GradStatistics statistics;
-  TensorStep state;
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    start_tensor(state, tensors[i], i, hypers, 1, 0);
-    run_tensor_phase(state, tensors[i], 0);  // reductions only: nothing is stored
-    statistics.add(state.slots[static_cast<size_t>(sum_slot)],
-                   state.slots[static_cast<size_t>(nonfinite_slot)]);
-  }
-  return grad_factors(kernel_, hypers, statistics);
+  std::vector<TensorStep> states(tensors.size());
+  const uint64_t seed = kernel_.has_stochastic_store() ? rounding_seed(kernel_, hypers) : 0;
+  return run_statistics(tensors, hypers, 1, seed, states);
 }
 
 void Interpreter::run_phase_chunk(size_t phase, int64_t count, float* const* buffers,

@@ -108,6 +108,10 @@ class Interpreter {
                     std::span<const double> hypers, int64_t t, uint64_t seed) const;
   void run_tensor_phase(TensorStep& state, TensorArgs& tensor, size_t phase) const;
   void finish_tensor(TensorStep& state, TensorArgs& tensor) const;
+  /// Sets the unscale factor in `hypers`, starts every tensor's step in `states` and runs
+  /// phase 0 (the gradient statistics); returns the group's factors.
+  GradFactors run_statistics(std::span<TensorArgs> tensors, std::vector<double>& hypers,
+                             int64_t t, uint64_t seed, std::vector<TensorStep>& states) const;
 };
 
 /// The seed of a kernel's rounding stream: its rounding_seed hyper's value in `hypers`
