@@ -252,21 +252,31 @@ std::optional<KernelStore::Decision> KernelStore::cached_decision(const std::str
   return decision;
 }
 
+KernelStore::Lookup KernelStore::start_lookup(const ir::Kernel& kernel, int64_t size_hint,
+                                              const LookupOptions& options) {
+  Lookup lookup;
+  lookup.hash = ir_hash(kernel);
+  lookup.target = resolve_target(options.cpu_target);
+  lookup.tensors = std::max<int64_t>(1, options.tensors);
+  const std::string key =
+      size_hint > 0 ? problem_key(bucket_for(size_hint), lookup.tensors) : "unknown";
+  lookup.memo = field(lookup.hash) + field(key) + lookup.target;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (auto found = decisions_.find(lookup.memo); found != decisions_.end()) {
+    lookup.decision = found->second;
+  }
+  return lookup;
+}
+
 std::optional<CpuKernelChoice> KernelStore::find_cpu(const ir::Kernel& kernel, int64_t size_hint,
                                                     const LookupOptions& options) {
-  const std::string hash = ir_hash(kernel);
-  const std::string target = resolve_target(options.cpu_target);
-  const int64_t tensors = std::max<int64_t>(1, options.tensors);
-  const std::string key = size_hint > 0 ? problem_key(bucket_for(size_hint), tensors) : "unknown";
-  const std::string memo = field(hash) + field(key) + target;
-  std::optional<Decision> decision;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (auto found = decisions_.find(memo); found != decisions_.end()) decision = found->second;
-  }
+  Lookup lookup = start_lookup(kernel, size_hint, options);
+  const std::string& hash = lookup.hash;
+  const std::string& target = lookup.target;
+  std::optional<Decision>& decision = lookup.decision;
   // Not memoised here: a miss must not pin the heuristic before find_or_compile_cpu, which
   // may tune.
-  if (!decision) decision = cached_decision(hash, size_hint, tensors);
+  if (!decision) decision = cached_decision(hash, size_hint, lookup.tensors);
   if (!decision) decision = Decision{space_.default_config, "heuristic"};
   CpuKernelChoice choice;
   choice.kernel = load(kernel, hash, decision->config, target, &choice.origin, false);
@@ -278,17 +288,11 @@ std::optional<CpuKernelChoice> KernelStore::find_cpu(const ir::Kernel& kernel, i
 
 CpuKernelChoice KernelStore::find_or_compile_cpu(const ir::Kernel& kernel, int64_t size_hint,
                                                  const LookupOptions& options) {
-  const std::string hash = ir_hash(kernel);
-  const std::string target = resolve_target(options.cpu_target);
-  const int64_t tensors = std::max<int64_t>(1, options.tensors);
-  const std::string key = size_hint > 0 ? problem_key(bucket_for(size_hint), tensors) : "unknown";
-  const std::string memo = field(hash) + field(key) + target;
-
-  std::optional<Decision> decision;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (auto found = decisions_.find(memo); found != decisions_.end()) decision = found->second;
-  }
+  Lookup lookup = start_lookup(kernel, size_hint, options);
+  const std::string& hash = lookup.hash;
+  const std::string& target = lookup.target;
+  const int64_t tensors = lookup.tensors;
+  std::optional<Decision>& decision = lookup.decision;
   if (!decision) {
     decision = cached_decision(hash, size_hint, tensors);
     if (!decision && options.tune_on_miss && size_hint > 0) {
@@ -304,7 +308,7 @@ CpuKernelChoice KernelStore::find_or_compile_cpu(const ir::Kernel& kernel, int64
     }
     if (!decision) decision = Decision{space_.default_config, "heuristic"};
     std::lock_guard<std::mutex> lock(mutex_);
-    decisions_[memo] = *decision;
+    decisions_[lookup.memo] = *decision;
   }
   CpuKernelChoice choice;
   choice.kernel = load(kernel, hash, decision->config, target, &choice.origin);

@@ -150,6 +150,16 @@ class KernelStore {
     Config config;
     std::string description;
   };
+  /// What find_cpu and find_or_compile_cpu start from: the kernel's hash, the target, the
+  /// memo key of its decision and the memoised decision, if any.
+  struct Lookup {
+    std::string hash;
+    std::string target;
+    int64_t tensors = 1;
+    std::string memo;
+    std::optional<Decision> decision;
+  };
+  Lookup start_lookup(const ir::Kernel& kernel, int64_t size_hint, const LookupOptions& options);
   std::string resolve_target(const std::string& name);
   std::shared_ptr<const runtime::CompiledKernel> load(const ir::Kernel& kernel,
                                                       const std::string& ir_hash,
