@@ -16,6 +16,7 @@
 #include "frontend/rule.h"
 #include "runtime/cpu_binary.h"
 #include "runtime/optimizer.h"
+#include "tests/runtime/test_group.h"
 
 namespace fuseopt {
 namespace {
@@ -87,16 +88,7 @@ std::vector<float> run_group(std::shared_ptr<const runtime::CompiledKernel> kern
     }
     optimizer.step();
   }
-  std::vector<float> all;
-  for (size_t i = 0; i < sizes.size(); ++i) {
-    const std::vector<float> p = optimizer.read_param(i);
-    all.insert(all.end(), p.begin(), p.end());
-    for (const std::string& s : optimizer.state_names()) {
-      const std::vector<float> v = optimizer.read_state(i, s);
-      all.insert(all.end(), v.begin(), v.end());
-    }
-  }
-  return all;
+  return test::everything_of(optimizer);
 }
 
 size_t first_difference(const std::vector<float>& a, const std::vector<float>& b) {

@@ -27,24 +27,12 @@ namespace fuseopt {
 namespace {
 
 using test::compile_kernel;
+using test::expect_user_error;
 using test::hypers_at;
 using test::OracleGroup;
 using test::random_values;
 using test::same_bits;
 using test::seed_of;
-
-template <typename F>
-void expect_user_error(F f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no UserError; expected one mentioning '" << parts.front() << "'";
-  } catch (const UserError& e) {
-    for (const std::string& part : parts) {
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
-          << "message: " << e.what() << "\nexpected to contain: " << part;
-    }
-  }
-}
 
 // Device memory on the host, at addresses the host cannot use: every block is reached at
 // its host address plus kShift (bit 55: outside every user address space on x86-64 and

@@ -20,23 +20,12 @@ namespace fuseopt {
 namespace {
 
 using test::compile_kernel;
+using test::everything_of;
+using test::expect_user_error;
 using test::hypers_at;
 using test::random_values;
 using test::same_bits;
 using test::seed_of;
-
-template <typename F>
-void expect_user_error(F f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no UserError; expected one mentioning '" << parts.front() << "'";
-  } catch (const UserError& e) {
-    for (const std::string& part : parts) {
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
-          << "message: " << e.what() << "\nexpected to contain: " << part;
-    }
-  }
-}
 
 // A phase that counts its calls and elements, then runs the wrapped one: how the runtime
 // cut the group is visible, what it computes is not changed.
@@ -135,19 +124,7 @@ std::vector<float> run_group(std::shared_ptr<const runtime::CompiledKernel> kern
     }
     optimizer.step();
   }
-  std::vector<float> all;
-  for (size_t i = 0; i < sizes.size(); ++i) {
-    const std::vector<float> p = optimizer.read_param(i);
-    all.insert(all.end(), p.begin(), p.end());
-    for (const std::string& s : optimizer.state_names()) {
-      const std::vector<float> v = optimizer.read_state(i, s);
-      all.insert(all.end(), v.begin(), v.end());
-    }
-    for (const std::string& s : optimizer.scalar_names()) {
-      all.push_back(static_cast<float>(optimizer.scalar(i, s)));
-    }
-  }
-  return all;
+  return everything_of(optimizer);
 }
 
 // Equal sizes (one scalar row per step), odd sizes and sizes across chunk boundaries.

@@ -20,25 +20,12 @@ namespace fuseopt {
 namespace {
 
 using test::compile_kernel;
+using test::expect_user_error;
 using test::hypers_at;
 using test::OracleGroup;
 using test::random_values;
 using test::same_bits;
 using test::seed_of;
-
-// Runs `f`, expecting a UserError whose message contains each of `parts`.
-template <typename F>
-void expect_user_error(F f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no UserError; expected one mentioning '" << parts.front() << "'";
-  } catch (const UserError& e) {
-    for (const std::string& part : parts) {
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
-          << "message: " << e.what() << "\nexpected to contain: " << part;
-    }
-  }
-}
 
 enum class Memory { kCaller, kOptimizer, kMisaligned };
 

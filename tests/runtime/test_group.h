@@ -17,6 +17,7 @@
 #include "ir/interpreter.h"
 #include "ir/kernel.h"
 #include "runtime/optimizer.h"
+#include "support/error.h"
 
 namespace fuseopt::test {
 
@@ -140,6 +141,38 @@ class OracleGroup {
   std::vector<std::vector<std::vector<float>>> buffers_;
   std::vector<ir::TensorArgs> args_;
 };
+
+/// Runs `f`, expecting a UserError whose message contains each of `parts`.
+template <typename F>
+void expect_user_error(F f, const std::vector<std::string>& parts) {
+  try {
+    f();
+    ADD_FAILURE() << "no UserError; expected one mentioning '" << parts.front() << "'";
+  } catch (const UserError& e) {
+    for (const std::string& part : parts) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
+          << "message: " << e.what() << "\nexpected to contain: " << part;
+    }
+  }
+}
+
+/// Every tensor's parameter, states and scalar states (as float), in tensor order: one
+/// vector to compare two runs bit for bit.
+inline std::vector<float> everything_of(const Optimizer& optimizer) {
+  std::vector<float> all;
+  for (size_t i = 0; i < optimizer.tensor_count(); ++i) {
+    const std::vector<float> p = optimizer.read_param(i);
+    all.insert(all.end(), p.begin(), p.end());
+    for (const std::string& s : optimizer.state_names()) {
+      const std::vector<float> v = optimizer.read_state(i, s);
+      all.insert(all.end(), v.begin(), v.end());
+    }
+    for (const std::string& s : optimizer.scalar_names()) {
+      all.push_back(static_cast<float>(optimizer.scalar(i, s)));
+    }
+  }
+  return all;
+}
 
 /// Every state, scalar and parameter of `optimizer` against the oracle.
 inline void expect_matches_oracle(Optimizer& optimizer, OracleGroup& oracle, bool bitwise,
