@@ -11,8 +11,8 @@ namespace fuseopt::runtime {
 
 WorkList plan_work(std::span<const int64_t> numels, int64_t chunk_elements,
                    int64_t min_task_elements) {
-  FUSEOPT_CHECK(chunk_elements > 0,
-                "plan_work: chunk_elements must be positive, not " + std::to_string(chunk_elements));
+  FUSEOPT_CHECK(chunk_elements > 0, "plan_work: chunk_elements must be positive, not " +
+                                        std::to_string(chunk_elements));
   if (min_task_elements <= 0) min_task_elements = chunk_elements;
   WorkList work;
   work.tensor_begin.reserve(numels.size() + 1);

@@ -2,7 +2,8 @@
 // /proc/self/fd, so its bytes are never in a file another process could change; each phase
 // is called through Halide's argv entry point with halide_buffer_t descriptors (kept per
 // thread between calls, only their addresses and extent change per chunk). HalideRuntime.h
-// is included for the structure layouts only: nothing of Halide is linked. Also here: the chunked interpreter, the same interface over ir::Interpreter.
+// is included for the structure layouts only: nothing of Halide is linked. Also here: the chunked
+// interpreter, the same interface over ir::Interpreter.
 #include "runtime/cpu_binary.h"
 
 #include <HalideRuntime.h>
@@ -22,6 +23,7 @@
 
 #include "ir/interpreter.h"
 #include "support/error.h"
+#include "support/low_precision.h"
 
 namespace fuseopt::runtime {
 namespace {
@@ -30,9 +32,19 @@ namespace {
 
 class InterpreterPhase final : public PhaseKernel {
  public:
-  InterpreterPhase(std::shared_ptr<const ir::Interpreter> interpreter, size_t phase,
-                   size_t inputs)
-      : interpreter_(std::move(interpreter)), phase_(phase), inputs_(inputs) {}
+  InterpreterPhase(std::shared_ptr<const ir::Interpreter> interpreter, size_t phase, size_t inputs)
+      : interpreter_(std::move(interpreter)), phase_(phase), inputs_(inputs) {
+    const ir::Kernel& kernel = interpreter_->kernel();
+    std::vector<bool> stored(kernel.buffers.size(), false);
+    for (const ir::Store& store : kernel.phases[phase].stores) {
+      const int buffer = kernel.buffer_index(store.target);
+      if (buffer >= 0) stored[static_cast<size_t>(buffer)] = true;
+    }
+    for (size_t b = 0; b < kernel.buffers.size(); ++b) {
+      if (kernel.buffers[b].storage == StorageType::kF32) continue;
+      narrow_.push_back({b, kernel.buffers[b].storage, stored[b]});
+    }
+  }
 
   void run(const ChunkArgs& args) const override {
     // f32 -> f64 is exact, so the interpreter sees the very values a compiled kernel gets.
@@ -45,20 +57,50 @@ class InterpreterPhase final : public PhaseKernel {
     }
     for (size_t i = 0; i < inputs_; ++i) values[i] = static_cast<double>(args.scalars[i]);
     const std::span<const double> scalars(values, inputs_);
-    if (args.rounding_keys != nullptr) {
-      const size_t buffers = interpreter_->kernel().buffers.size();
-      interpreter_->run_phase_chunk(phase_, args.count, args.buffers, scalars, args.partials,
-                                    args.first_index,
-                                    std::span<const uint32_t>(args.rounding_keys, buffers));
-      return;
+    const size_t buffer_count = interpreter_->kernel().buffers.size();
+    // The interpreter computes on float memory: two-byte buffers are widened (exactly) into
+    // per-thread scratch, and the ones the phase stores are narrowed back. The interpreter
+    // has already rounded every stored value to the buffer's type, so narrowing is exact.
+    thread_local std::vector<float*> pointers;
+    thread_local std::vector<std::vector<float>> scratch;
+    pointers.resize(buffer_count);
+    for (size_t b = 0; b < buffer_count; ++b) pointers[b] = static_cast<float*>(args.buffers[b]);
+    if (scratch.size() < narrow_.size()) scratch.resize(narrow_.size());
+    const size_t count = static_cast<size_t>(args.count);
+    for (size_t k = 0; k < narrow_.size(); ++k) {
+      std::vector<float>& wide = scratch[k];
+      wide.resize(count);
+      const auto* bits = static_cast<const uint16_t*>(args.buffers[narrow_[k].buffer]);
+      for (size_t i = 0; i < count; ++i) wide[i] = load_bits(bits[i], narrow_[k].storage);
+      pointers[narrow_[k].buffer] = wide.data();
     }
-    interpreter_->run_phase_chunk(phase_, args.count, args.buffers, scalars, args.partials);
+    if (args.rounding_keys != nullptr) {
+      interpreter_->run_phase_chunk(phase_, args.count, pointers.data(), scalars, args.partials,
+                                    args.first_index,
+                                    std::span<const uint32_t>(args.rounding_keys, buffer_count));
+    } else {
+      interpreter_->run_phase_chunk(phase_, args.count, pointers.data(), scalars, args.partials);
+    }
+    for (size_t k = 0; k < narrow_.size(); ++k) {
+      if (!narrow_[k].stored) continue;
+      auto* bits = static_cast<uint16_t*>(args.buffers[narrow_[k].buffer]);
+      const std::vector<float>& wide = scratch[k];
+      for (size_t i = 0; i < count; ++i) {
+        bits[i] = static_cast<uint16_t>(store_bits(wide[i], narrow_[k].storage));
+      }
+    }
   }
 
  private:
+  struct NarrowBuffer {
+    size_t buffer;
+    StorageType storage;
+    bool stored;  ///< the phase writes it
+  };
   std::shared_ptr<const ir::Interpreter> interpreter_;
   size_t phase_;
   size_t inputs_;
+  std::vector<NarrowBuffer> narrow_;  ///< the buffers stored in two bytes
 };
 
 // ---- Target features --------------------------------------------------------------------
@@ -151,8 +193,8 @@ void check_cpu_target(const std::string& target) {
       for (const char* cpu : need.cpu) {
         if (!cpu_supports(cpu)) {
           throw EnvironmentError("the CPU kernel was compiled for target '" + target +
-                                 "', which needs the CPU feature " + cpu + " (for '" +
-                                 need.halide + "'); this machine lacks it. Recompile for this "
+                                 "', which needs the CPU feature " + cpu + " (for '" + need.halide +
+                                 "'); this machine lacks it. Recompile for this "
                                  "machine (target \"host\") or use a pack's binary for a lower "
                                  "x86-64 level");
         }
@@ -257,20 +299,20 @@ std::shared_ptr<SharedObject> open_from_memfd(const std::string& bytes, std::str
 }
 
 // dlopen from a file in a fresh private (0700) directory, removed straight after.
-std::shared_ptr<SharedObject> open_from_private_file(const std::string& bytes,
-                                                     std::string& error) {
+std::shared_ptr<SharedObject> open_from_private_file(const std::string& bytes, std::string& error) {
   const char* tmp = std::getenv("TMPDIR");
-  const std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") +
-                              "/fuseopt-kernel-XXXXXX";
+  const std::string pattern =
+      std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/fuseopt-kernel-XXXXXX";
   std::string dir;
   std::string path;
   do {
     if (!dir.empty()) rmdir(dir.c_str());
     dir = pattern;
     if (mkdtemp(dir.data()) == nullptr) {
-      throw EnvironmentError("cannot load a CPU kernel: memfd_create is unavailable and no "
-                             "private directory could be made from '" + pattern + "': " +
-                             std::strerror(errno));
+      throw EnvironmentError(
+          "cannot load a CPU kernel: memfd_create is unavailable and no "
+          "private directory could be made from '" +
+          pattern + "': " + std::strerror(errno));
     }
     path = dir + "/kernel.so";
   } while (is_path_taken(path));
@@ -296,8 +338,11 @@ std::shared_ptr<SharedObject> open_from_private_file(const std::string& bytes,
 
 std::shared_ptr<SharedObject> open_shared_object(const CpuBinary& binary) {
   const std::string& bytes = binary.shared_object;
-  if (bytes.size() < 4 || bytes.compare(0, 4, "\x7f" "ELF") != 0) {
-    throw UserError("CPU kernel '" + binary.name + "' is damaged: its shared object is not an "
+  if (bytes.size() < 4 || bytes.compare(0, 4,
+                                        "\x7f"
+                                        "ELF") != 0) {
+    throw UserError("CPU kernel '" + binary.name +
+                    "' is damaged: its shared object is not an "
                     "ELF file");
   }
   std::string error;
@@ -305,8 +350,10 @@ std::shared_ptr<SharedObject> open_shared_object(const CpuBinary& binary) {
   std::shared_ptr<SharedObject> object = open_from_memfd(bytes, error, unavailable);
   if (object == nullptr && unavailable) object = open_from_private_file(bytes, error);
   if (object == nullptr) {
-    throw UserError("CPU kernel '" + binary.name + "' cannot be loaded (damaged or built for "
-                    "another system): " + error);
+    throw UserError("CPU kernel '" + binary.name +
+                    "' cannot be loaded (damaged or built for "
+                    "another system): " +
+                    error);
   }
   return object;
 }
@@ -319,9 +366,9 @@ using ArgvFunction = int (*)(void**);
 
 class HalidePhase final : public PhaseKernel {
  public:
-  HalidePhase(std::shared_ptr<SharedObject> object, ArgvFunction entry, LastErrorFunction last_error,
-              std::string function, size_t buffers, size_t inputs, std::vector<size_t> stores,
-              size_t reductions)
+  HalidePhase(std::shared_ptr<SharedObject> object, ArgvFunction entry,
+              LastErrorFunction last_error, std::string function, size_t buffers, size_t inputs,
+              std::vector<size_t> stores, size_t reductions)
       : object_(std::move(object)),
         entry_(entry),
         last_error_(last_error),
@@ -344,7 +391,7 @@ class HalidePhase final : public PhaseKernel {
     a.dim.extent = static_cast<int32_t>(args.count);
     size_t arg = 0;
     size_t d = 0;
-    auto point = [&](float* data) {
+    auto point = [&](void* data) {
       halide_buffer_t& b = a.descriptors[d++];
       b.host = reinterpret_cast<uint8_t*>(data);
       b.flags = 0;  // the pipeline may mark outputs dirty; nothing here reads that
@@ -424,11 +471,12 @@ class HalidePhase final : public PhaseKernel {
 std::shared_ptr<const CompiledKernel> load_cpu_kernel(ir::Kernel kernel, const CpuBinary& binary) {
   if (binary.phase_functions.size() != kernel.phases.size()) {
     throw UserError("CPU kernel '" + binary.name + "' has " +
-                    std::to_string(binary.phase_functions.size()) + " phase functions, but its "
-                    "kernel has " + std::to_string(kernel.phases.size()) + " phases");
+                    std::to_string(binary.phase_functions.size()) +
+                    " phase functions, but its "
+                    "kernel has " +
+                    std::to_string(kernel.phases.size()) + " phases");
   }
-  if (binary.chunk_elements <= 0 ||
-      binary.chunk_elements > std::numeric_limits<int32_t>::max()) {
+  if (binary.chunk_elements <= 0 || binary.chunk_elements > std::numeric_limits<int32_t>::max()) {
     throw UserError("CPU kernel '" + binary.name + "' has a bad chunk size (" +
                     std::to_string(binary.chunk_elements) + ")");
   }
@@ -452,16 +500,15 @@ std::shared_ptr<const CompiledKernel> load_cpu_kernel(ir::Kernel kernel, const C
       FUSEOPT_CHECK(buffer >= 0, "store to unknown buffer '" + store.target + "'");
       stores.push_back(static_cast<size_t>(buffer));
     }
-    auto code = std::make_shared<HalidePhase>(object, entry, last_error, function,
-                                              kernel.buffers.size(),
-                                              ir::phase_scalar_inputs(phase).size(),
-                                              std::move(stores), phase.reductions.size());
+    auto code = std::make_shared<HalidePhase>(
+        object, entry, last_error, function, kernel.buffers.size(),
+        ir::phase_scalar_inputs(phase).size(), std::move(stores), phase.reductions.size());
     // Halide's metadata (when exported) says how many arguments the function takes: a
     // mismatch means the object was built for another calling convention.
-    const std::string base = function.size() > 5 &&
-                                     function.compare(function.size() - 5, 5, "_argv") == 0
-                                 ? function.substr(0, function.size() - 5)
-                                 : function;
+    const std::string base =
+        function.size() > 5 && function.compare(function.size() - 5, 5, "_argv") == 0
+            ? function.substr(0, function.size() - 5)
+            : function;
     using MetadataFunction = const halide_filter_metadata_t* (*)();
     if (auto metadata = reinterpret_cast<MetadataFunction>(object->symbol(base + "_metadata"))) {
       const halide_filter_metadata_t* m = metadata();

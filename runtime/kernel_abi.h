@@ -16,7 +16,7 @@
 namespace fuseopt::runtime {
 
 /// Version of this contract. Caches and packs record it; a change here bumps it.
-inline constexpr int kKernelAbiVersion = 2;
+inline constexpr int kKernelAbiVersion = 3;
 
 /// One call of a compiled phase: one contiguous chunk of one tensor. For a phase without
 /// reductions the "tensor" may be a run of consecutive tensors whose buffers are all adjacent
@@ -26,9 +26,11 @@ inline constexpr int kKernelAbiVersion = 2;
 struct ChunkArgs {
   /// Elements in the chunk (at least 1).
   int64_t count = 0;
-  /// One pointer per ir::Kernel::buffers entry, at the chunk's first element. Pointers are
-  /// 4-byte aligned, no more; param may be updated in place; grad is only read.
-  float* const* buffers = nullptr;
+  /// One pointer per ir::Kernel::buffers entry, at the chunk's first element. Buffer b holds
+  /// elements of its storage type (ir::Kernel::buffers[b].storage: 4 bytes for f32, 2 for
+  /// bf16 and f16; buffer_element_bytes()), and its pointer is aligned to that size, no more.
+  /// param may be updated in place; grad is only read.
+  void* const* buffers = nullptr;
   /// The scalars the phase's element code reads, in ir::phase_scalar_inputs() order, rounded
   /// to float32 (booleans as 0 or 1).
   const float* scalars = nullptr;
@@ -41,6 +43,11 @@ struct ChunkArgs {
   int64_t first_index = 0;
   const uint32_t* rounding_keys = nullptr;
 };
+
+/// The bytes of one element of buffer `buffer` of `kernel` as kernels see it in memory.
+inline size_t buffer_element_bytes(const ir::Kernel& kernel, size_t buffer) {
+  return static_cast<size_t>(storage_type_bytes(kernel.buffers[buffer].storage));
+}
 
 /// A phase compiled for one backend. run() is called concurrently on disjoint chunks and
 /// must give the same bits for the same chunk whatever the thread. Errors are thrown as
@@ -56,10 +63,11 @@ class PhaseKernel {
 /// added or re-pointed, so a backend can keep its device-side tensor table between steps.
 struct GroupArgs {
   size_t tensor_count = 0;
-  const int64_t* numels = nullptr;             ///< tensor_count entries
-  float* const* buffers = nullptr;             ///< tensor_count x buffer count pointers
-  const float* scalars = nullptr;              ///< tensor_count x phase scalar inputs
-  double* partials = nullptr;                  ///< out: tensor_count x reductions, combined
+  const int64_t* numels = nullptr;  ///< tensor_count entries
+  /// tensor_count x buffer count pointers, each to elements of its buffer's storage type
+  void* const* buffers = nullptr;
+  const float* scalars = nullptr;  ///< tensor_count x phase scalar inputs
+  double* partials = nullptr;      ///< out: tensor_count x reductions, combined
   uint64_t group_version = 0;
 };
 
@@ -88,8 +96,9 @@ class DeviceMemory {
   virtual void copy_to_host(void* destination, const void* source, size_t bytes) const = 0;
   /// Device to device; the ranges do not overlap.
   virtual void copy_on_device(void* destination, const void* source, size_t bytes) const = 0;
-  /// Sets `count` floats at `destination` to `value`.
-  virtual void fill(float* destination, float value, size_t count) const = 0;
+  /// Sets `count` elements of `element_bytes` bytes (4 or 2) at `destination` to the low
+  /// `element_bytes` bytes of `bits` (a float's bits, or a bf16/f16 value's).
+  virtual void fill(void* destination, uint32_t bits, int element_bytes, size_t count) const = 0;
   /// Waits for all queued work; reports the errors of earlier launches.
   virtual void synchronize() const = 0;
   /// Names the device for messages, e.g. "CUDA device 0 (NVIDIA H200)".
@@ -99,7 +108,7 @@ class DeviceMemory {
 /// A kernel compiled for one backend: the IR the runtime needs for the host side, plus one
 /// PhaseKernel per phase. Immutable once built; shared between optimizers.
 struct CompiledKernel {
-  ir::Kernel ir;                                          ///< split and optimized
+  ir::Kernel ir;                                           ///< split and optimized
   std::vector<std::shared_ptr<const PhaseKernel>> phases;  ///< one per ir.phases entry
   /// Instead of `phases`, for backends that step the whole group at once (cuda).
   std::vector<std::shared_ptr<const GroupPhaseKernel>> group_phases;
@@ -110,7 +119,7 @@ struct CompiledKernel {
   /// The device's memory; set when device_memory is true. Shared with every Optimizer of
   /// the kernel, so it lives as long as their tensors.
   std::shared_ptr<const DeviceMemory> device;
-  std::string backend;                                    ///< "interp", "cpu" or "cuda"
+  std::string backend;  ///< "interp", "cpu" or "cuda"
   /// Spells the configuration, e.g. "adam_amsgrad0_maximize0_cpu_v8_u2_c16384".
   std::string name;
   /// The runtime cuts tensors into chunks of this many elements (the last one shorter).

@@ -31,6 +31,7 @@
 #include "runtime/thread_pool.h"
 #include "support/edit_distance.h"
 #include "support/error.h"
+#include "support/low_precision.h"
 
 namespace fuseopt {
 namespace {
@@ -43,17 +44,18 @@ constexpr size_t kHostBatch = 64;
 std::atomic<uint64_t> g_next_group_version{1};
 constexpr size_t kAlignment = 64;
 
-// Arena blocks: the first of a stream holds 2^14 floats (64 KiB), each next one twice as
-// many up to 2^24 (64 MiB), so a small group wastes little and a large one needs few blocks
-// (each block boundary ends a run of coalesced tensors). A tensor at least as large as the
-// next block gets a block of its own.
-constexpr size_t kFirstBlockFloats = size_t{1} << 14;
-constexpr size_t kLargestBlockFloats = size_t{1} << 24;
+// Arena blocks: the first of a stream holds 64 KiB, each next one twice as much up to 64 MiB,
+// so a small group wastes little and a large one needs few blocks (each block boundary ends a
+// run of coalesced tensors). A tensor at least as large as the next block gets a block of its
+// own. Streams hold elements of one size (their buffer's storage type), so bumping by whole
+// tensors keeps every element aligned to its size.
+constexpr size_t kFirstBlockBytes = size_t{1} << 16;
+constexpr size_t kLargestBlockBytes = size_t{1} << 26;
 
 // Frees host memory (64-byte aligned) or, with a device, device memory.
-struct FloatsDeleter {
+struct BlockDeleter {
   const runtime::DeviceMemory* device = nullptr;
-  void operator()(float* p) const {
+  void operator()(std::byte* p) const {
     if (device != nullptr) {
       device->free(p);
     } else {
@@ -61,34 +63,35 @@ struct FloatsDeleter {
     }
   }
 };
-using OwnedFloats = std::unique_ptr<float[], FloatsDeleter>;
+using OwnedBlock = std::unique_ptr<std::byte[], BlockDeleter>;
 
-// `count` floats, contents unspecified: 64-byte aligned host memory, or device memory when
+// `bytes` bytes, contents unspecified: 64-byte aligned host memory, or device memory when
 // `device` is set.
-OwnedFloats allocate_block(size_t count, const runtime::DeviceMemory* device) {
+OwnedBlock allocate_block(size_t bytes, const runtime::DeviceMemory* device) {
   if (device != nullptr) {
-    OwnedFloats data(static_cast<float*>(device->allocate(count * sizeof(float))),
-                     FloatsDeleter{device});
+    OwnedBlock data(static_cast<std::byte*>(device->allocate(bytes)), BlockDeleter{device});
     FUSEOPT_CHECK(data != nullptr, "DeviceMemory::allocate returned null");
     return data;
   }
-  const size_t bytes = (count * sizeof(float) + kAlignment - 1) / kAlignment * kAlignment;
-  return OwnedFloats(static_cast<float*>(::operator new[](bytes, std::align_val_t{kAlignment})),
-                     FloatsDeleter{});
+  const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  return OwnedBlock(
+      static_cast<std::byte*>(::operator new[](rounded, std::align_val_t{kAlignment})),
+      BlockDeleter{});
 }
 
 // The optimizer's tensor memory: per stream (one per buffer of the kernel) a bump allocator
 // over blocks, so that consecutive allocations of a stream are adjacent until a block is
-// full. Memory is handed out zeroed and freed with the arena.
+// full. Memory is handed out zeroed (all bits zero: +0 in every storage type) and freed with
+// the arena.
 class Arena {
  public:
   explicit Arena(const runtime::DeviceMemory* device = nullptr) : device_(device) {}
 
-  float* allocate(size_t stream, int64_t numel) {
+  void* allocate(size_t stream, int64_t numel, size_t element_bytes) {
     if (stream >= streams_.size()) streams_.resize(stream + 1);
     Stream& s = streams_[stream];
-    const size_t n = static_cast<size_t>(numel);
-    float* data = nullptr;
+    const size_t n = static_cast<size_t>(numel) * element_bytes;
+    std::byte* data = nullptr;
     if (s.capacity - s.used >= n) {
       data = s.block + s.used;
       s.used += n;
@@ -98,27 +101,27 @@ class Arena {
       s.block = blocks_.emplace_back(allocate_block(s.next_capacity, device_)).get();
       s.capacity = s.next_capacity;
       s.used = n;
-      s.next_capacity = std::min(2 * s.next_capacity, kLargestBlockFloats);
+      s.next_capacity = std::min(2 * s.next_capacity, kLargestBlockBytes);
       data = s.block;
     }
     if (device_ != nullptr) {
-      device_->fill(data, 0.0f, n);
+      device_->fill(data, 0, static_cast<int>(element_bytes), static_cast<size_t>(numel));
     } else {
-      std::memset(data, 0, n * sizeof(float));
+      std::memset(data, 0, n);
     }
     return data;
   }
 
  private:
   struct Stream {
-    float* block = nullptr;  ///< the block being filled
-    size_t used = 0;
+    std::byte* block = nullptr;  ///< the block being filled
+    size_t used = 0;             ///< bytes
     size_t capacity = 0;
-    size_t next_capacity = kFirstBlockFloats;
+    size_t next_capacity = kFirstBlockBytes;
   };
   const runtime::DeviceMemory* device_;
   std::vector<Stream> streams_;
-  std::vector<OwnedFloats> blocks_;
+  std::vector<OwnedBlock> blocks_;
 };
 
 struct Tensor {
@@ -127,10 +130,11 @@ struct Tensor {
   bool enabled = true;
   /// The states have been initialised (on the first step taken, or by load()).
   bool initialized = false;
-  float* param = nullptr;
-  const float* grad = nullptr;
-  std::vector<float*> states;  ///< arena memory, indexed like Kernel::buffers; null for param, grad
-  std::vector<bool> filled;    ///< states the user wrote before the first step
+  /// Elements of the buffers' storage types (Optimizer::storage()).
+  void* param = nullptr;
+  const void* grad = nullptr;
+  std::vector<void*> states;  ///< arena memory, indexed like Kernel::buffers; null for param, grad
+  std::vector<bool> filled;   ///< states the user wrote before the first step
   std::vector<double> scalars;
   // The step count lives in Optimizer::Impl::steps: a step reads and bumps it for every
   // tensor, and a compact array keeps that pass from walking these structures.
@@ -189,7 +193,10 @@ struct Optimizer::Impl {
   const runtime::DeviceMemory* device = nullptr;
   std::unique_ptr<ir::Interpreter> host;  ///< only its host programs are used
   std::vector<double> hypers;             ///< Kernel::hypers order
-  std::unique_ptr<Arena> arena;           ///< outlives nothing that points into it but `tensors`
+  /// Per buffer (Kernel::buffers order): how it is stored, and the bytes of one element.
+  std::vector<StorageType> storage;
+  std::vector<size_t> element_bytes;
+  std::unique_ptr<Arena> arena;  ///< outlives nothing that points into it but `tensors`
   std::vector<Tensor> tensors;
   std::vector<int64_t> steps;  ///< per tensor: the steps it has taken (its t of the last step)
   /// Some enabled tensor may still need its states initialised (cleared by a step).
@@ -214,7 +221,7 @@ struct Optimizer::Impl {
   std::vector<size_t> active;  ///< the enabled tensors, in tensor order
   std::vector<ir::Interpreter::HostStep> host_steps;
   std::vector<int64_t> numels;
-  std::vector<float*> bases;          ///< slot-major, one pointer per buffer
+  std::vector<void*> bases;  ///< slot-major, one pointer per buffer
   /// Per slot: every buffer starts where the previous slot's ends.
   std::vector<uint8_t> adjacent;
   /// Phase scalar inputs, slot-major: rows of input_counts[phase] floats, packed as
@@ -223,8 +230,8 @@ struct Optimizer::Impl {
   /// Per slot, the slot whose phase-0 scalar row it shares (itself when it has its own).
   std::vector<size_t> representative;
   std::vector<size_t> representatives;  ///< the slots that have their own row, in order
-  std::vector<PhasePlan> plans;  ///< per phase (host kernels only)
-  std::vector<uint8_t> starts;   ///< scratch: the run starts of the phase being planned
+  std::vector<PhasePlan> plans;         ///< per phase (host kernels only)
+  std::vector<uint8_t> starts;          ///< scratch: the run starts of the phase being planned
   /// Chunk-major, max_reductions each (grouped: slot-major, combined by the kernel).
   std::vector<double> partials;
   /// With stochastic stores: each slot's rounding stream keys, one per buffer, for this step.
@@ -303,7 +310,7 @@ struct Optimizer::Impl {
     tensor.filled.assign(ir->buffers.size(), false);
     for (size_t i = 0; i < ir->buffers.size(); ++i) {
       if (ir->buffers[i].role == ir::BufferRole::kState) {
-        tensor.states[i] = arena->allocate(i, tensor.numel);
+        tensor.states[i] = arena->allocate(i, tensor.numel, element_bytes[i]);
       }
     }
     for (const ir::ScalarStateDecl& s : ir->scalars) tensor.scalars.push_back(s.init);
@@ -313,49 +320,101 @@ struct Optimizer::Impl {
     return tensors.size() - 1;
   }
 
-  float* buffer(Tensor& tensor, size_t index) {
+  void* buffer(Tensor& tensor, size_t index) {
     switch (ir->buffers[index].role) {
       case ir::BufferRole::kParam:
         return tensor.param;
       case ir::BufferRole::kGrad:
-        return const_cast<float*>(tensor.grad);  // kernels only read it
+        return const_cast<void*>(tensor.grad);  // kernels only read it
       case ir::BufferRole::kState:
         return tensor.states[index];
     }
     return nullptr;
   }
 
-  // Tensor memory to and from the host, wherever it lives. `count` floats.
-  void copy_out(float* host, const float* memory, size_t count) const {
-    if (count == 0) return;
+  // Tensor memory to and from the host, wherever it lives, in bytes.
+  void copy_bytes_out(void* host, const void* memory, size_t bytes) const {
+    if (bytes == 0) return;
     if (device != nullptr) {
-      device->copy_to_host(host, memory, count * sizeof(float));
+      device->copy_to_host(host, memory, bytes);
     } else {
-      std::memmove(host, memory, count * sizeof(float));
+      std::memmove(host, memory, bytes);
     }
   }
-  void copy_in(float* memory, const void* host, size_t count) const {
-    if (count == 0) return;
+  void copy_bytes_in(void* memory, const void* host, size_t bytes) const {
+    if (bytes == 0) return;
     if (device != nullptr) {
-      device->copy_to_device(memory, host, count * sizeof(float));
+      device->copy_to_device(memory, host, bytes);
     } else {
-      std::memmove(memory, host, count * sizeof(float));
+      std::memmove(memory, host, bytes);
     }
   }
-  void fill(float* memory, float value, size_t count) const {
+
+  // `count` values of buffer `b` (stored as storage[b]) to and from float32 on the host:
+  // loads widen exactly, stores round to nearest even (support/low_precision.h).
+  void read_values(size_t b, const void* memory, float* values, size_t count) const {
+    if (storage[b] == StorageType::kF32) {
+      copy_bytes_out(values, memory, count * sizeof(float));
+      return;
+    }
+    std::vector<uint16_t> bits(count);
+    copy_bytes_out(bits.data(), memory, count * sizeof(uint16_t));
+    for (size_t k = 0; k < count; ++k) values[k] = load_bits(bits[k], storage[b]);
+  }
+  void write_values(size_t b, void* memory, const float* values, size_t count) const {
+    if (storage[b] == StorageType::kF32) {
+      copy_bytes_in(memory, values, count * sizeof(float));
+      return;
+    }
+    std::vector<uint16_t> bits(count);
+    for (size_t k = 0; k < count; ++k) {
+      bits[k] = static_cast<uint16_t>(store_bits(values[k], storage[b]));
+    }
+    copy_bytes_in(memory, bits.data(), count * sizeof(uint16_t));
+  }
+  std::vector<float> read_buffer(size_t b, const void* memory, int64_t numel) const {
+    std::vector<float> values(static_cast<size_t>(numel));
+    read_values(b, memory, values.data(), values.size());
+    return values;
+  }
+
+  // Sets `count` elements of buffer `b` to `value` rounded to nearest in its type.
+  void fill(size_t b, void* memory, float value, size_t count) const {
+    const uint32_t bits = store_bits(value, storage[b]);
     if (device != nullptr) {
-      device->fill(memory, value, count);
+      device->fill(memory, bits, static_cast<int>(element_bytes[b]), count);
+    } else if (storage[b] == StorageType::kF32) {
+      std::fill_n(static_cast<float*>(memory), count, value);
     } else {
-      std::fill(memory, memory + count, value);
+      std::fill_n(static_cast<uint16_t*>(memory), count, static_cast<uint16_t>(bits));
     }
   }
-  // Between two buffers of the group (a state from the parameter or gradient).
-  void copy_within(float* to, const float* from, size_t count) const {
-    if (device != nullptr) {
-      device->copy_on_device(to, from, count * sizeof(float));
-    } else {
-      std::copy(from, from + count, to);
+  // Buffer `to` from buffer `from` of the same tensor (a state that starts as the parameter
+  // or gradient): a copy when both are stored alike, else each value widened or rounded to
+  // nearest (through the host for device memory: this happens once per tensor).
+  void copy_within(size_t to, void* to_memory, size_t from, const void* from_memory,
+                   size_t count) const {
+    if (storage[to] == storage[from]) {
+      const size_t bytes = count * element_bytes[to];
+      if (device != nullptr) {
+        device->copy_on_device(to_memory, from_memory, bytes);
+      } else {
+        std::memcpy(to_memory, from_memory, bytes);
+      }
+      return;
     }
+    std::vector<float> values(count);
+    read_values(from, from_memory, values.data(), count);
+    write_values(to, to_memory, values.data(), count);
+  }
+
+  // The span accessors hand out float32 memory: buffers stored otherwise go through the
+  // converting read_*() and write_*() or data().
+  void require_f32(const char* accessor, size_t b, const char* instead) const {
+    if (storage[b] == StorageType::kF32) return;
+    throw UserError(std::string(accessor) + ": '" + ir->buffers[b].name + "' of kernel '" +
+                    kernel->name + "' is stored as " + storage_type_name(storage[b]) +
+                    ", not f32; use " + instead);
   }
 
   // The span accessors reach memory directly: host kernels only.
@@ -366,8 +425,7 @@ struct Optimizer::Impl {
                     " to copy it");
   }
 
-  void check_size(const char* what, size_t tensor_index, const Tensor& tensor,
-                  size_t got) const {
+  void check_size(const char* what, size_t tensor_index, const Tensor& tensor, size_t got) const {
     if (got == static_cast<size_t>(tensor.numel)) return;
     throw UserError(std::string(what) + ": tensor " + std::to_string(tensor_index) + " has " +
                     std::to_string(tensor.numel) + " elements; got " + std::to_string(got) +
@@ -379,22 +437,22 @@ struct Optimizer::Impl {
     for (size_t i = 0; i < ir->buffers.size(); ++i) {
       const ir::BufferDecl& decl = ir->buffers[i];
       if (decl.role != ir::BufferRole::kState || tensor.filled[i]) continue;
-      float* data = tensor.states[i];
+      void* data = tensor.states[i];
       switch (decl.init.kind) {
         case ir::StateInit::Kind::kNumber:
-          fill(data, static_cast<float>(decl.init.number), n);
+          fill(i, data, static_cast<float>(decl.init.number), n);
           break;
         case ir::StateInit::Kind::kParam:
-          copy_within(data, tensor.param, n);
+          copy_within(i, data, 0, tensor.param, n);
           break;
         case ir::StateInit::Kind::kGrad:
-          copy_within(data, tensor.grad, n);
+          copy_within(i, data, 1, tensor.grad, n);
           break;
         case ir::StateInit::Kind::kHyper: {
           const int hyper = ir->hyper_index(decl.init.hyper);
           FUSEOPT_CHECK(hyper >= 0, "state '" + decl.name + "' starts from unknown hyper '" +
                                         decl.init.hyper + "'");
-          fill(data, static_cast<float>(hypers[static_cast<size_t>(hyper)]), n);
+          fill(i, data, static_cast<float>(hypers[static_cast<size_t>(hyper)]), n);
           break;
         }
       }
@@ -418,15 +476,15 @@ struct Optimizer::Impl {
     for (size_t s = 0; s < slots; ++s) {
       Tensor& tensor = tensors[active[s]];
       numels[s] = tensor.numel;
-      float** base = &bases[s * buffer_count];
+      void** base = &bases[s * buffer_count];
       for (size_t b = 0; b < buffer_count; ++b) base[b] = buffer(tensor, b);
       if (s == 0) continue;
       // Addresses compared as integers: the buffers of two tensors may be separate objects.
-      const float* const* previous = base - buffer_count;
+      void* const* previous = base - buffer_count;
       bool next_to = true;
       for (size_t b = 0; b < buffer_count && next_to; ++b) {
         next_to = reinterpret_cast<uintptr_t>(previous[b]) +
-                      static_cast<uintptr_t>(numels[s - 1]) * sizeof(float) ==
+                      static_cast<uintptr_t>(numels[s - 1]) * element_bytes[b] ==
                   reinterpret_cast<uintptr_t>(base[b]);
       }
       adjacent[s] = next_to ? 1 : 0;
@@ -560,9 +618,9 @@ struct Optimizer::Impl {
     const size_t n = input_counts[phase];
     const runtime::WorkList& work = plan.work;
     pool->parallel_for(work.task_count(), [&](size_t task) {
-      float* pointers[16];
-      std::vector<float*> more;
-      float** chunk_buffers = pointers;
+      void* pointers[16];
+      std::vector<void*> more;
+      void** chunk_buffers = pointers;
       if (buffer_count > std::size(pointers)) {
         more.resize(buffer_count);
         chunk_buffers = more.data();
@@ -572,8 +630,11 @@ struct Optimizer::Impl {
       for (size_t c = work.task_begin[task]; c < work.task_begin[task + 1]; ++c) {
         const runtime::Chunk& chunk = work.chunks[c];
         const size_t first = plan.run_first[chunk.tensor];  // the run's first slot
-        float* const* base = &bases[first * buffer_count];
-        for (size_t b = 0; b < buffer_count; ++b) chunk_buffers[b] = base[b] + chunk.offset;
+        void* const* base = &bases[first * buffer_count];
+        for (size_t b = 0; b < buffer_count; ++b) {
+          chunk_buffers[b] = static_cast<std::byte*>(base[b]) +
+                             static_cast<size_t>(chunk.offset) * element_bytes[b];
+        }
         args.count = chunk.count;
         args.scalars = scalar_inputs.data() + first * n;
         args.partials = has_reductions ? &partials[c * max_reductions] : nullptr;
@@ -614,8 +675,8 @@ struct Optimizer::Impl {
       rounding_keys.resize(slots * buffer_count);
       for (size_t s = 0; s < slots; ++s) {
         for (size_t b = 0; b < buffer_count; ++b) {
-          rounding_keys[s * buffer_count + b] = rounding_stream_key(
-              seed, steps[active[s]] + 1, ir::rounding_stream(active[s], b));
+          rounding_keys[s * buffer_count + b] =
+              rounding_stream_key(seed, steps[active[s]] + 1, ir::rounding_stream(active[s], b));
         }
       }
     }
@@ -713,28 +774,30 @@ Optimizer::Optimizer(std::shared_ptr<const runtime::CompiledKernel> kernel,
   FUSEOPT_CHECK(ir.is_split, "Optimizer: the kernel is not split into phases");
   if (kernel->device_memory) {
     if (kernel->device == nullptr) {
-      throw UserError("kernel '" + kernel->name + "' keeps its tensors in device memory but "
+      throw UserError("kernel '" + kernel->name +
+                      "' keeps its tensors in device memory but "
                       "has no DeviceMemory (CompiledKernel::device) to allocate them with");
     }
     if (kernel->group_phases.empty()) {
-      throw UserError("kernel '" + kernel->name + "' keeps its tensors in device memory but "
+      throw UserError("kernel '" + kernel->name +
+                      "' keeps its tensors in device memory but "
                       "has no group phases: chunk phases run on the host");
     }
   }
   const bool grouped = !kernel->group_phases.empty();
   const size_t compiled = grouped ? kernel->group_phases.size() : kernel->phases.size();
   FUSEOPT_CHECK(compiled == ir.phases.size(),
-                "Optimizer: the kernel has " + std::to_string(compiled) +
-                    " compiled phases for " + std::to_string(ir.phases.size()) + " IR phases");
+                "Optimizer: the kernel has " + std::to_string(compiled) + " compiled phases for " +
+                    std::to_string(ir.phases.size()) + " IR phases");
   for (const auto& phase : kernel->phases) {
     FUSEOPT_CHECK(phase != nullptr, "Optimizer: a compiled phase is null");
   }
   for (const auto& phase : kernel->group_phases) {
     FUSEOPT_CHECK(phase != nullptr, "Optimizer: a compiled group phase is null");
   }
-  FUSEOPT_CHECK(kernel->chunk_elements > 0 &&
-                    kernel->chunk_elements <= std::numeric_limits<int32_t>::max(),
-                "Optimizer: bad chunk size " + std::to_string(kernel->chunk_elements));
+  FUSEOPT_CHECK(
+      kernel->chunk_elements > 0 && kernel->chunk_elements <= std::numeric_limits<int32_t>::max(),
+      "Optimizer: bad chunk size " + std::to_string(kernel->chunk_elements));
   FUSEOPT_CHECK(ir.buffers.size() >= 2 && ir.buffers[0].role == ir::BufferRole::kParam &&
                     ir.buffers[1].role == ir::BufferRole::kGrad,
                 "Optimizer: the kernel's first buffers are not param and grad");
@@ -755,6 +818,10 @@ Optimizer::Optimizer(std::shared_ptr<const runtime::CompiledKernel> kernel,
     impl.max_inputs = std::max(impl.max_inputs, impl.input_counts.back());
     impl.max_reductions = std::max(impl.max_reductions, ops.size());
   }
+  for (const ir::BufferDecl& b : impl.ir->buffers) {
+    impl.storage.push_back(b.storage);
+    impl.element_bytes.push_back(static_cast<size_t>(storage_type_bytes(b.storage)));
+  }
   for (const ir::HyperDecl& h : impl.ir->hypers) impl.hypers.push_back(h.default_value);
   for (const auto& [name, value] : hypers) impl.hypers[impl.hyper_index(name)] = value;
   set_threads(threads);
@@ -764,16 +831,40 @@ Optimizer::~Optimizer() = default;
 Optimizer::Optimizer(Optimizer&&) noexcept = default;
 Optimizer& Optimizer::operator=(Optimizer&&) noexcept = default;
 
-size_t Optimizer::add_tensor(float* param, const float* grad, int64_t numel) {
-  if (param == nullptr || grad == nullptr) {
-    throw UserError(std::string("add_tensor: the ") + (param == nullptr ? "parameter" : "gradient") +
-                    " pointer is null; pass memory of numel floats, or call add_tensor(numel) "
-                    "to let the optimizer allocate it");
-  }
+namespace {
+
+void check_numel(int64_t numel) {
   if (numel <= 0) {
     throw UserError("add_tensor: numel must be positive, not " + std::to_string(numel) +
                     ": a tensor without elements has nothing to update, leave it out of the "
                     "group");
+  }
+}
+
+}  // namespace
+
+size_t Optimizer::add_tensor(float* param, const float* grad, int64_t numel) {
+  impl_->require_f32("add_tensor", 0, "add_tensor_raw() with memory of that type");
+  impl_->require_f32("add_tensor", 1, "add_tensor_raw() with memory of that type");
+  return add_tensor_raw(param, grad, numel);
+}
+
+size_t Optimizer::add_tensor_raw(void* param, const void* grad, int64_t numel) {
+  if (param == nullptr || grad == nullptr) {
+    throw UserError(std::string("add_tensor: the ") +
+                    (param == nullptr ? "parameter" : "gradient") +
+                    " pointer is null; pass memory of numel elements, or call add_tensor(numel) "
+                    "to let the optimizer allocate it");
+  }
+  check_numel(numel);
+  for (size_t b = 0; b < 2; ++b) {
+    const void* memory = b == 0 ? param : grad;
+    if (reinterpret_cast<uintptr_t>(memory) % impl_->element_bytes[b] != 0) {
+      throw UserError("add_tensor: the " + std::string(b == 0 ? "parameter" : "gradient") +
+                      " memory is not aligned to its element size (" +
+                      std::to_string(impl_->element_bytes[b]) + " bytes, " +
+                      storage_type_name(impl_->storage[b]) + ")");
+    }
   }
   Tensor tensor;
   tensor.numel = numel;
@@ -783,34 +874,53 @@ size_t Optimizer::add_tensor(float* param, const float* grad, int64_t numel) {
 }
 
 size_t Optimizer::add_tensor(int64_t numel) {
-  if (numel <= 0) {
-    throw UserError("add_tensor: numel must be positive, not " + std::to_string(numel) +
-                    ": a tensor without elements has nothing to update, leave it out of the "
-                    "group");
-  }
+  check_numel(numel);
   Tensor tensor;
   tensor.numel = numel;
   tensor.owns_memory = true;
   // Streams 0 and 1 are the param and grad buffers' (Kernel::buffers order).
-  tensor.param = impl_->arena->allocate(0, numel);
-  tensor.grad = impl_->arena->allocate(1, numel);
+  tensor.param = impl_->arena->allocate(0, numel, impl_->element_bytes[0]);
+  tensor.grad = impl_->arena->allocate(1, numel, impl_->element_bytes[1]);
   return impl_->add(std::move(tensor));
 }
 
 void Optimizer::set_buffers(size_t index, float* param, const float* grad) {
+  impl_->require_f32("set_buffers", 0, "set_buffers_raw() with memory of that type");
+  impl_->require_f32("set_buffers", 1, "set_buffers_raw() with memory of that type");
+  set_buffers_raw(index, param, grad);
+}
+
+void Optimizer::set_buffers_raw(size_t index, void* param, const void* grad) {
   Tensor& tensor = impl_->tensor(index);
   if (tensor.owns_memory) {
     throw UserError("set_buffers: tensor " + std::to_string(index) +
                     " uses memory the optimizer owns; write through param() and grad() instead");
   }
   if (param == nullptr || grad == nullptr) {
-    throw UserError(std::string("set_buffers: the ") + (param == nullptr ? "parameter" : "gradient") +
-                    " pointer is null");
+    throw UserError(std::string("set_buffers: the ") +
+                    (param == nullptr ? "parameter" : "gradient") + " pointer is null");
   }
   if (tensor.param == param && tensor.grad == grad) return;
   tensor.param = param;
   tensor.grad = grad;
   impl_->group_changed();  // adjacency is checked again on the next step
+}
+
+StorageType Optimizer::storage(const std::string& buffer) const {
+  const int index = impl_->ir->buffer_index(buffer);
+  if (index < 0) {
+    std::vector<std::string> names;
+    for (const ir::BufferDecl& b : impl_->ir->buffers) names.push_back(b.name);
+    throw_unknown("buffer", buffer, names);
+  }
+  return impl_->storage[static_cast<size_t>(index)];
+}
+
+void* Optimizer::data(size_t index, const std::string& buffer) {
+  Tensor& tensor = impl_->tensor(index);
+  const int b = impl_->ir->buffer_index(buffer);
+  if (b < 0) storage(buffer);  // throws the unknown-buffer error
+  return impl_->buffer(tensor, static_cast<size_t>(b));
 }
 
 size_t Optimizer::tensor_count() const { return impl_->tensors.size(); }
@@ -819,7 +929,8 @@ int64_t Optimizer::numel(size_t index) const { return impl_->tensor(index).numel
 std::span<float> Optimizer::param(size_t index) {
   Tensor& tensor = impl_->tensor(index);
   impl_->require_host("param()", "read_param() and write_param()");
-  return {tensor.param, static_cast<size_t>(tensor.numel)};
+  impl_->require_f32("param()", 0, "read_param() and write_param() (converting) or data()");
+  return {static_cast<float*>(tensor.param), static_cast<size_t>(tensor.numel)};
 }
 
 namespace {
@@ -837,46 +948,52 @@ std::span<float> Optimizer::grad(size_t index) {
   Tensor& tensor = impl_->tensor(index);
   require_owned_grad(tensor, index, "grad");
   impl_->require_host("grad()", "write_grad() and read_grad()");
-  return {const_cast<float*>(tensor.grad), static_cast<size_t>(tensor.numel)};
+  impl_->require_f32("grad()", 1, "read_grad() and write_grad() (converting) or data()");
+  return {static_cast<float*>(const_cast<void*>(tensor.grad)), static_cast<size_t>(tensor.numel)};
 }
 
-float* Optimizer::param_data(size_t index) { return impl_->tensor(index).param; }
+float* Optimizer::param_data(size_t index) {
+  Tensor& tensor = impl_->tensor(index);
+  impl_->require_f32("param_data()", 0, "data(tensor, \"param\")");
+  return static_cast<float*>(tensor.param);
+}
 
-const float* Optimizer::grad_data(size_t index) const { return impl_->tensor(index).grad; }
+const float* Optimizer::grad_data(size_t index) const {
+  const Tensor& tensor = impl_->tensor(index);
+  impl_->require_f32("grad_data()", 1, "data(tensor, \"grad\")");
+  return static_cast<const float*>(tensor.grad);
+}
 
 std::vector<float> Optimizer::read_param(size_t index) const {
   const Tensor& tensor = impl_->tensor(index);
-  std::vector<float> values(static_cast<size_t>(tensor.numel));
-  impl_->copy_out(values.data(), tensor.param, values.size());
-  return values;
+  return impl_->read_buffer(0, tensor.param, tensor.numel);
 }
 
 void Optimizer::write_param(size_t index, std::span<const float> values) {
   Tensor& tensor = impl_->tensor(index);
   impl_->check_size("write_param", index, tensor, values.size());
-  impl_->copy_in(tensor.param, values.data(), values.size());
+  impl_->write_values(0, tensor.param, values.data(), values.size());
 }
 
 std::vector<float> Optimizer::read_grad(size_t index) const {
   const Tensor& tensor = impl_->tensor(index);
-  std::vector<float> values(static_cast<size_t>(tensor.numel));
-  impl_->copy_out(values.data(), tensor.grad, values.size());
-  return values;
+  return impl_->read_buffer(1, tensor.grad, tensor.numel);
 }
 
 void Optimizer::write_grad(size_t index, std::span<const float> values) {
   Tensor& tensor = impl_->tensor(index);
   require_owned_grad(tensor, index, "write_grad");
   impl_->check_size("write_grad", index, tensor, values.size());
-  impl_->copy_in(const_cast<float*>(tensor.grad), values.data(), values.size());
+  impl_->write_values(1, const_cast<void*>(tensor.grad), values.data(), values.size());
 }
 
 bool Optimizer::step() { return impl_->step(); }
 
 double Optimizer::last_grad_norm() const {
   if (!impl_->ir->grad_transform.any()) {
-    throw UserError("last_grad_norm(): the kernel has no gradient transform (compile it with "
-                    "loss scaling or max_grad_norm clipping)");
+    throw UserError(
+        "last_grad_norm(): the kernel has no gradient transform (compile it with "
+        "loss scaling or max_grad_norm clipping)");
   }
   return impl_->last_grad_factors.total_norm;
 }
@@ -930,29 +1047,28 @@ std::span<float> Optimizer::state(size_t index, const std::string& name) {
   Tensor& tensor = impl_->tensor(index);
   const size_t state = impl_->state_index(name);
   impl_->require_host("state()", "read_state() and write_state()");
+  impl_->require_f32("state()", state, "read_state() and write_state() (converting) or data()");
   // Writable access before the first step counts as a write: the rule's initial value no
   // longer replaces it.
   if (!tensor.initialized) tensor.filled[state] = true;
-  return {tensor.states[state], static_cast<size_t>(tensor.numel)};
+  return {static_cast<float*>(tensor.states[state]), static_cast<size_t>(tensor.numel)};
 }
 
 std::span<const float> Optimizer::state(size_t index, const std::string& name) const {
   const Tensor& tensor = impl_->tensor(index);
   const size_t state = impl_->state_index(name);
   impl_->require_host("state()", "read_state() and write_state()");
-  return {tensor.states[state], static_cast<size_t>(tensor.numel)};
+  impl_->require_f32("state()", state, "read_state() (converting) or data()");
+  return {static_cast<const float*>(tensor.states[state]), static_cast<size_t>(tensor.numel)};
 }
 
 std::vector<float> Optimizer::read_state(size_t index, const std::string& name) const {
   const Tensor& tensor = impl_->tensor(index);
   const size_t state = impl_->state_index(name);
-  std::vector<float> values(static_cast<size_t>(tensor.numel));
-  impl_->copy_out(values.data(), tensor.states[state], values.size());
-  return values;
+  return impl_->read_buffer(state, tensor.states[state], tensor.numel);
 }
 
-void Optimizer::write_state(size_t index, const std::string& name,
-                            std::span<const float> values) {
+void Optimizer::write_state(size_t index, const std::string& name, std::span<const float> values) {
   Tensor& tensor = impl_->tensor(index);
   const size_t state = impl_->state_index(name);
   if (values.size() != static_cast<size_t>(tensor.numel)) {
@@ -960,7 +1076,7 @@ void Optimizer::write_state(size_t index, const std::string& name,
                     " has " + std::to_string(tensor.numel) + " elements; got " +
                     std::to_string(values.size()) + " values");
   }
-  impl_->copy_in(tensor.states[state], values.data(), values.size());
+  impl_->write_values(state, tensor.states[state], values.data(), values.size());
   if (!tensor.initialized) tensor.filled[state] = true;
 }
 
@@ -1000,7 +1116,7 @@ void Optimizer::save(const std::string& path) const {
   out.u32(static_cast<uint32_t>(ir.scalars.size()));
   for (const ir::ScalarStateDecl& s : ir.scalars) out.string(s.name);
   out.u64(impl.tensors.size());
-  std::vector<float> staged;  // device states, copied to the host one at a time
+  std::vector<std::byte> staged;  // device states, copied to the host one at a time
   for (size_t i = 0; i < impl.tensors.size(); ++i) {
     const Tensor& tensor = impl.tensors[i];
     out.i64(tensor.numel);
@@ -1010,13 +1126,16 @@ void Optimizer::save(const std::string& path) const {
     for (size_t b = 0; b < ir.buffers.size(); ++b) {
       if (ir.buffers[b].role != ir::BufferRole::kState) continue;
       out.u8(tensor.filled[b] ? 1 : 0);
-      const float* values = tensor.states[b];
+      // In the state's storage type, as the kernel keeps it (the kernel's name, checked by
+      // load(), spells the types).
+      const size_t bytes = n * impl.element_bytes[b];
+      const void* values = tensor.states[b];
       if (impl.device != nullptr) {
-        staged.resize(n);
-        impl.copy_out(staged.data(), values, n);
+        staged.resize(bytes);
+        impl.copy_bytes_out(staged.data(), values, bytes);
         values = staged.data();
       }
-      out.bytes(values, n * sizeof(float));
+      out.bytes(values, bytes);
     }
   }
   out.commit();
@@ -1080,8 +1199,7 @@ void Optimizer::load(const std::string& path) {
     const int64_t numel = in.i64();
     if (numel != tensor.numel) {
       throw UserError(quoted + " holds " + std::to_string(numel) + " elements for tensor " +
-                      std::to_string(i) + "; this optimizer's has " +
-                      std::to_string(tensor.numel));
+                      std::to_string(i) + "; this optimizer's has " + std::to_string(tensor.numel));
     }
     Staged& s = staged[i];
     s.t = in.i64();
@@ -1092,7 +1210,7 @@ void Optimizer::load(const std::string& path) {
       const uint8_t filled = in.u8();
       if (filled > 1) in.damaged("a state flag is neither 0 nor 1");
       s.states.emplace_back(filled == 1,
-                            in.take(static_cast<size_t>(numel) * sizeof(float)));
+                            in.take(static_cast<size_t>(numel) * impl.element_bytes[b]));
     }
   }
   if (!in.at_end()) in.damaged("it has bytes after the last tensor");
@@ -1111,8 +1229,8 @@ void Optimizer::load(const std::string& path) {
     for (size_t b = 0; b < ir.buffers.size(); ++b) {
       if (ir.buffers[b].role != ir::BufferRole::kState) continue;
       tensor.filled[b] = s.states[k].first;
-      impl.copy_in(tensor.states[b], s.states[k].second,
-                   static_cast<size_t>(tensor.numel));
+      impl.copy_bytes_in(tensor.states[b], s.states[k].second,
+                         static_cast<size_t>(tensor.numel) * impl.element_bytes[b]);
       ++k;
     }
   }

@@ -8,6 +8,12 @@
 // states (and the tensors of add_tensor(numel)) on the device. The span accessors param(),
 // grad() and state() are for host memory only; read_*() and write_*() copy through the host
 // and work with every kernel.
+//
+// Buffers are stored as the kernel says (Optimizer::storage(): f32, bf16 or f16; see
+// docs/language.md, "Storage types and rounding"). The float-typed accessors and
+// add_tensor(float*, ...) are for f32 buffers; add_tensor_raw() and data() take and give
+// memory of any storage type, and read_*() and write_*() convert (loads widen exactly, writes
+// round to nearest even).
 #pragma once
 
 #include <cstdint>
@@ -18,6 +24,7 @@
 #include <vector>
 
 #include "runtime/kernel_abi.h"
+#include "support/low_precision.h"
 
 namespace fuseopt {
 
@@ -42,30 +49,44 @@ class Optimizer {
   /// Adds a tensor whose parameter and gradient memory the caller owns and keeps alive
   /// (device memory for a device kernel). The optimizer allocates its states. Returns the
   /// tensor's index.
+  /// param and grad must be stored as f32 (see add_tensor_raw() for the others).
   size_t add_tensor(float* param, const float* grad, int64_t numel);
+  /// The same for memory of the kernel's storage types: `param` holds numel elements of
+  /// storage("param"), `grad` of storage("grad") (2-byte bf16/f16 bits or floats), each
+  /// aligned to its element size.
+  size_t add_tensor_raw(void* param, const void* grad, int64_t numel);
   /// Adds a tensor whose parameter and gradient the optimizer allocates (zeroed; on the
   /// device for a device kernel).
   size_t add_tensor(int64_t numel);
   /// Points a caller-owned tensor at new memory of the same size (states are kept); device
   /// memory for a device kernel.
   void set_buffers(size_t tensor, float* param, const float* grad);
+  void set_buffers_raw(size_t tensor, void* param, const void* grad);
+
+  /// How buffer `buffer` ("param", "grad" or a state) is stored; UserError for an unknown name.
+  StorageType storage(const std::string& buffer) const;
+  /// Where a tensor's buffer lives (host or device address), holding elements of
+  /// storage(buffer): for handing optimizer-owned memory of any type to other code.
+  void* data(size_t tensor, const std::string& buffer);
 
   size_t tensor_count() const;
   int64_t numel(size_t tensor) const;
   /// The parameter's memory, on the host. A UserError for a device kernel (use
-  /// read_param() and write_param()).
+  /// read_param() and write_param()) and for a parameter not stored as f32.
   std::span<float> param(size_t tensor);
   /// The gradient; writable only for tensors whose memory the optimizer owns. A UserError
   /// for a device kernel (use write_grad()).
   std::span<float> grad(size_t tensor);
   /// Where the parameter and gradient live: host or device addresses, as the kernel's
-  /// memory is. For handing optimizer-owned device tensors to other device code.
+  /// memory is. For handing optimizer-owned device tensors to other device code. f32 only
+  /// (data() serves every type).
   float* param_data(size_t tensor);
   const float* grad_data(size_t tensor) const;
 
   /// Copies of a tensor's memory to and from the host, for host and device kernels alike.
-  /// `values` holds numel(tensor) floats. write_grad() needs memory the optimizer owns
-  /// (the caller's gradient is only ever read).
+  /// `values` holds numel(tensor) floats: reads widen bf16/f16 exactly, writes round to
+  /// nearest even. write_grad() needs memory the optimizer owns (the caller's gradient is
+  /// only ever read).
   std::vector<float> read_param(size_t tensor) const;
   void write_param(size_t tensor, std::span<const float> values);
   std::vector<float> read_grad(size_t tensor) const;

@@ -88,7 +88,8 @@ StateReader::StateReader(const std::string& path) : path_(path) {
   if (in.bad()) throw UserError("cannot read optimizer state '" + path + "': read failed");
   if (data_.size() < kStateMagic.size() ||
       std::string_view(data_.data(), kStateMagic.size()) != kStateMagic) {
-    throw UserError("'" + path + "' is not a fuseopt optimizer state file (it does not start "
+    throw UserError("'" + path +
+                    "' is not a fuseopt optimizer state file (it does not start "
                     "with the expected magic string)");
   }
   if (data_.size() < kStateMagic.size() + sizeof(uint32_t) + sizeof(uint64_t)) {

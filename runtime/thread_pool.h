@@ -41,15 +41,15 @@ class ThreadPool {
 
   std::vector<std::thread> workers_;
   std::mutex mutex_;
-  std::condition_variable wake_;   ///< workers wait here for a job (or shutdown)
-  std::condition_variable idle_;   ///< the caller waits here for workers to leave a job
-  uint64_t generation_ = 0;        ///< bumped for every job; guarded by mutex_
+  std::condition_variable wake_;  ///< workers wait here for a job (or shutdown)
+  std::condition_variable idle_;  ///< the caller waits here for workers to leave a job
+  uint64_t generation_ = 0;       ///< bumped for every job; guarded by mutex_
   const std::function<void(size_t)>* job_ = nullptr;  ///< guarded by mutex_
-  int active_ = 0;                 ///< workers inside the current job; guarded by mutex_
-  bool stopping_ = false;          ///< guarded by mutex_
-  size_t count_ = 0;               ///< tasks in the current job
-  std::atomic<size_t> next_{0};    ///< the next task to hand out
-  std::exception_ptr error_;       ///< the first exception; guarded by mutex_
+  int active_ = 0;               ///< workers inside the current job; guarded by mutex_
+  bool stopping_ = false;        ///< guarded by mutex_
+  size_t count_ = 0;             ///< tasks in the current job
+  std::atomic<size_t> next_{0};  ///< the next task to hand out
+  std::exception_ptr error_;     ///< the first exception; guarded by mutex_
 };
 
 }  // namespace fuseopt::runtime

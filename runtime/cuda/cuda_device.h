@@ -15,8 +15,8 @@ using CudaDevicePtr = uint64_t;
 
 struct CudaDeviceInfo {
   int ordinal = 0;
-  std::string name;           ///< e.g. "NVIDIA H200"
-  int sm_major = 0;           ///< compute capability
+  std::string name;  ///< e.g. "NVIDIA H200"
+  int sm_major = 0;  ///< compute capability
   int sm_minor = 0;
   int sm_count = 0;           ///< multiprocessors
   uint64_t total_memory = 0;  ///< bytes
@@ -46,8 +46,7 @@ class CudaDevice {
                               size_t bytes) const = 0;
   virtual void copy_to_host(void* destination, CudaDevicePtr source, size_t bytes) const = 0;
   /// Device to device (ranges that do not overlap). The default goes through the host.
-  virtual void copy_on_device(CudaDevicePtr destination, CudaDevicePtr source,
-                              size_t bytes) const;
+  virtual void copy_on_device(CudaDevicePtr destination, CudaDevicePtr source, size_t bytes) const;
   /// Sets `count` 32-bit words at `destination` (4-byte aligned) to `value`. The default
   /// uploads them from the host.
   virtual void fill_words(CudaDevicePtr destination, uint32_t value, size_t count) const;
@@ -60,8 +59,7 @@ class CudaDevice {
   /// Blocks of `block_size` threads that fit on one multiprocessor at once.
   virtual int resident_blocks_per_sm(CudaFunction function, int block_size) const = 0;
   /// Queues a launch; `args` points at each kernel argument's value.
-  virtual void launch(CudaFunction function, unsigned grid, unsigned block,
-                      void** args) const = 0;
+  virtual void launch(CudaFunction function, unsigned grid, unsigned block, void** args) const = 0;
 };
 
 /// Device memory owned by a scope.

@@ -30,107 +30,107 @@ using CUdeviceptr = unsigned long long;
 // toolkit's stub (whose cuGetErrorName fails too).
 const std::map<int, const char*>& error_names() {
   static const std::map<int, const char*> names = {
-    {0, "CUDA_SUCCESS"},
-    {1, "CUDA_ERROR_INVALID_VALUE"},
-    {2, "CUDA_ERROR_OUT_OF_MEMORY"},
-    {3, "CUDA_ERROR_NOT_INITIALIZED"},
-    {4, "CUDA_ERROR_DEINITIALIZED"},
-    {5, "CUDA_ERROR_PROFILER_DISABLED"},
-    {6, "CUDA_ERROR_PROFILER_NOT_INITIALIZED"},
-    {7, "CUDA_ERROR_PROFILER_ALREADY_STARTED"},
-    {8, "CUDA_ERROR_PROFILER_ALREADY_STOPPED"},
-    {34, "CUDA_ERROR_STUB_LIBRARY"},
-    {36, "CUDA_ERROR_CALL_REQUIRES_NEWER_DRIVER"},
-    {46, "CUDA_ERROR_DEVICE_UNAVAILABLE"},
-    {100, "CUDA_ERROR_NO_DEVICE"},
-    {101, "CUDA_ERROR_INVALID_DEVICE"},
-    {102, "CUDA_ERROR_DEVICE_NOT_LICENSED"},
-    {200, "CUDA_ERROR_INVALID_IMAGE"},
-    {201, "CUDA_ERROR_INVALID_CONTEXT"},
-    {202, "CUDA_ERROR_CONTEXT_ALREADY_CURRENT"},
-    {205, "CUDA_ERROR_MAP_FAILED"},
-    {206, "CUDA_ERROR_UNMAP_FAILED"},
-    {207, "CUDA_ERROR_ARRAY_IS_MAPPED"},
-    {208, "CUDA_ERROR_ALREADY_MAPPED"},
-    {209, "CUDA_ERROR_NO_BINARY_FOR_GPU"},
-    {210, "CUDA_ERROR_ALREADY_ACQUIRED"},
-    {211, "CUDA_ERROR_NOT_MAPPED"},
-    {212, "CUDA_ERROR_NOT_MAPPED_AS_ARRAY"},
-    {213, "CUDA_ERROR_NOT_MAPPED_AS_POINTER"},
-    {214, "CUDA_ERROR_ECC_UNCORRECTABLE"},
-    {215, "CUDA_ERROR_UNSUPPORTED_LIMIT"},
-    {216, "CUDA_ERROR_CONTEXT_ALREADY_IN_USE"},
-    {217, "CUDA_ERROR_PEER_ACCESS_UNSUPPORTED"},
-    {218, "CUDA_ERROR_INVALID_PTX"},
-    {219, "CUDA_ERROR_INVALID_GRAPHICS_CONTEXT"},
-    {220, "CUDA_ERROR_NVLINK_UNCORRECTABLE"},
-    {221, "CUDA_ERROR_JIT_COMPILER_NOT_FOUND"},
-    {222, "CUDA_ERROR_UNSUPPORTED_PTX_VERSION"},
-    {223, "CUDA_ERROR_JIT_COMPILATION_DISABLED"},
-    {224, "CUDA_ERROR_UNSUPPORTED_EXEC_AFFINITY"},
-    {225, "CUDA_ERROR_UNSUPPORTED_DEVSIDE_SYNC"},
-    {226, "CUDA_ERROR_CONTAINED"},
-    {300, "CUDA_ERROR_INVALID_SOURCE"},
-    {301, "CUDA_ERROR_FILE_NOT_FOUND"},
-    {302, "CUDA_ERROR_SHARED_OBJECT_SYMBOL_NOT_FOUND"},
-    {303, "CUDA_ERROR_SHARED_OBJECT_INIT_FAILED"},
-    {304, "CUDA_ERROR_OPERATING_SYSTEM"},
-    {400, "CUDA_ERROR_INVALID_HANDLE"},
-    {401, "CUDA_ERROR_ILLEGAL_STATE"},
-    {402, "CUDA_ERROR_LOSSY_QUERY"},
-    {500, "CUDA_ERROR_NOT_FOUND"},
-    {600, "CUDA_ERROR_NOT_READY"},
-    {700, "CUDA_ERROR_ILLEGAL_ADDRESS"},
-    {701, "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES"},
-    {702, "CUDA_ERROR_LAUNCH_TIMEOUT"},
-    {703, "CUDA_ERROR_LAUNCH_INCOMPATIBLE_TEXTURING"},
-    {704, "CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED"},
-    {705, "CUDA_ERROR_PEER_ACCESS_NOT_ENABLED"},
-    {708, "CUDA_ERROR_PRIMARY_CONTEXT_ACTIVE"},
-    {709, "CUDA_ERROR_CONTEXT_IS_DESTROYED"},
-    {710, "CUDA_ERROR_ASSERT"},
-    {711, "CUDA_ERROR_TOO_MANY_PEERS"},
-    {712, "CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED"},
-    {713, "CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED"},
-    {714, "CUDA_ERROR_HARDWARE_STACK_ERROR"},
-    {715, "CUDA_ERROR_ILLEGAL_INSTRUCTION"},
-    {716, "CUDA_ERROR_MISALIGNED_ADDRESS"},
-    {717, "CUDA_ERROR_INVALID_ADDRESS_SPACE"},
-    {718, "CUDA_ERROR_INVALID_PC"},
-    {719, "CUDA_ERROR_LAUNCH_FAILED"},
-    {720, "CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE"},
-    {721, "CUDA_ERROR_TENSOR_MEMORY_LEAK"},
-    {800, "CUDA_ERROR_NOT_PERMITTED"},
-    {801, "CUDA_ERROR_NOT_SUPPORTED"},
-    {802, "CUDA_ERROR_SYSTEM_NOT_READY"},
-    {803, "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH"},
-    {804, "CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE"},
-    {805, "CUDA_ERROR_MPS_CONNECTION_FAILED"},
-    {806, "CUDA_ERROR_MPS_RPC_FAILURE"},
-    {807, "CUDA_ERROR_MPS_SERVER_NOT_READY"},
-    {808, "CUDA_ERROR_MPS_MAX_CLIENTS_REACHED"},
-    {809, "CUDA_ERROR_MPS_MAX_CONNECTIONS_REACHED"},
-    {810, "CUDA_ERROR_MPS_CLIENT_TERMINATED"},
-    {811, "CUDA_ERROR_CDP_NOT_SUPPORTED"},
-    {812, "CUDA_ERROR_CDP_VERSION_MISMATCH"},
-    {900, "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED"},
-    {901, "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED"},
-    {902, "CUDA_ERROR_STREAM_CAPTURE_MERGE"},
-    {903, "CUDA_ERROR_STREAM_CAPTURE_UNMATCHED"},
-    {904, "CUDA_ERROR_STREAM_CAPTURE_UNJOINED"},
-    {905, "CUDA_ERROR_STREAM_CAPTURE_ISOLATION"},
-    {906, "CUDA_ERROR_STREAM_CAPTURE_IMPLICIT"},
-    {907, "CUDA_ERROR_CAPTURED_EVENT"},
-    {908, "CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD"},
-    {909, "CUDA_ERROR_TIMEOUT"},
-    {910, "CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE"},
-    {911, "CUDA_ERROR_EXTERNAL_DEVICE"},
-    {912, "CUDA_ERROR_INVALID_CLUSTER_SIZE"},
-    {913, "CUDA_ERROR_FUNCTION_NOT_LOADED"},
-    {914, "CUDA_ERROR_INVALID_RESOURCE_TYPE"},
-    {915, "CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION"},
-    {916, "CUDA_ERROR_KEY_ROTATION"},
-    {999, "CUDA_ERROR_UNKNOWN"},
+      {0, "CUDA_SUCCESS"},
+      {1, "CUDA_ERROR_INVALID_VALUE"},
+      {2, "CUDA_ERROR_OUT_OF_MEMORY"},
+      {3, "CUDA_ERROR_NOT_INITIALIZED"},
+      {4, "CUDA_ERROR_DEINITIALIZED"},
+      {5, "CUDA_ERROR_PROFILER_DISABLED"},
+      {6, "CUDA_ERROR_PROFILER_NOT_INITIALIZED"},
+      {7, "CUDA_ERROR_PROFILER_ALREADY_STARTED"},
+      {8, "CUDA_ERROR_PROFILER_ALREADY_STOPPED"},
+      {34, "CUDA_ERROR_STUB_LIBRARY"},
+      {36, "CUDA_ERROR_CALL_REQUIRES_NEWER_DRIVER"},
+      {46, "CUDA_ERROR_DEVICE_UNAVAILABLE"},
+      {100, "CUDA_ERROR_NO_DEVICE"},
+      {101, "CUDA_ERROR_INVALID_DEVICE"},
+      {102, "CUDA_ERROR_DEVICE_NOT_LICENSED"},
+      {200, "CUDA_ERROR_INVALID_IMAGE"},
+      {201, "CUDA_ERROR_INVALID_CONTEXT"},
+      {202, "CUDA_ERROR_CONTEXT_ALREADY_CURRENT"},
+      {205, "CUDA_ERROR_MAP_FAILED"},
+      {206, "CUDA_ERROR_UNMAP_FAILED"},
+      {207, "CUDA_ERROR_ARRAY_IS_MAPPED"},
+      {208, "CUDA_ERROR_ALREADY_MAPPED"},
+      {209, "CUDA_ERROR_NO_BINARY_FOR_GPU"},
+      {210, "CUDA_ERROR_ALREADY_ACQUIRED"},
+      {211, "CUDA_ERROR_NOT_MAPPED"},
+      {212, "CUDA_ERROR_NOT_MAPPED_AS_ARRAY"},
+      {213, "CUDA_ERROR_NOT_MAPPED_AS_POINTER"},
+      {214, "CUDA_ERROR_ECC_UNCORRECTABLE"},
+      {215, "CUDA_ERROR_UNSUPPORTED_LIMIT"},
+      {216, "CUDA_ERROR_CONTEXT_ALREADY_IN_USE"},
+      {217, "CUDA_ERROR_PEER_ACCESS_UNSUPPORTED"},
+      {218, "CUDA_ERROR_INVALID_PTX"},
+      {219, "CUDA_ERROR_INVALID_GRAPHICS_CONTEXT"},
+      {220, "CUDA_ERROR_NVLINK_UNCORRECTABLE"},
+      {221, "CUDA_ERROR_JIT_COMPILER_NOT_FOUND"},
+      {222, "CUDA_ERROR_UNSUPPORTED_PTX_VERSION"},
+      {223, "CUDA_ERROR_JIT_COMPILATION_DISABLED"},
+      {224, "CUDA_ERROR_UNSUPPORTED_EXEC_AFFINITY"},
+      {225, "CUDA_ERROR_UNSUPPORTED_DEVSIDE_SYNC"},
+      {226, "CUDA_ERROR_CONTAINED"},
+      {300, "CUDA_ERROR_INVALID_SOURCE"},
+      {301, "CUDA_ERROR_FILE_NOT_FOUND"},
+      {302, "CUDA_ERROR_SHARED_OBJECT_SYMBOL_NOT_FOUND"},
+      {303, "CUDA_ERROR_SHARED_OBJECT_INIT_FAILED"},
+      {304, "CUDA_ERROR_OPERATING_SYSTEM"},
+      {400, "CUDA_ERROR_INVALID_HANDLE"},
+      {401, "CUDA_ERROR_ILLEGAL_STATE"},
+      {402, "CUDA_ERROR_LOSSY_QUERY"},
+      {500, "CUDA_ERROR_NOT_FOUND"},
+      {600, "CUDA_ERROR_NOT_READY"},
+      {700, "CUDA_ERROR_ILLEGAL_ADDRESS"},
+      {701, "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES"},
+      {702, "CUDA_ERROR_LAUNCH_TIMEOUT"},
+      {703, "CUDA_ERROR_LAUNCH_INCOMPATIBLE_TEXTURING"},
+      {704, "CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED"},
+      {705, "CUDA_ERROR_PEER_ACCESS_NOT_ENABLED"},
+      {708, "CUDA_ERROR_PRIMARY_CONTEXT_ACTIVE"},
+      {709, "CUDA_ERROR_CONTEXT_IS_DESTROYED"},
+      {710, "CUDA_ERROR_ASSERT"},
+      {711, "CUDA_ERROR_TOO_MANY_PEERS"},
+      {712, "CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED"},
+      {713, "CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED"},
+      {714, "CUDA_ERROR_HARDWARE_STACK_ERROR"},
+      {715, "CUDA_ERROR_ILLEGAL_INSTRUCTION"},
+      {716, "CUDA_ERROR_MISALIGNED_ADDRESS"},
+      {717, "CUDA_ERROR_INVALID_ADDRESS_SPACE"},
+      {718, "CUDA_ERROR_INVALID_PC"},
+      {719, "CUDA_ERROR_LAUNCH_FAILED"},
+      {720, "CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE"},
+      {721, "CUDA_ERROR_TENSOR_MEMORY_LEAK"},
+      {800, "CUDA_ERROR_NOT_PERMITTED"},
+      {801, "CUDA_ERROR_NOT_SUPPORTED"},
+      {802, "CUDA_ERROR_SYSTEM_NOT_READY"},
+      {803, "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH"},
+      {804, "CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE"},
+      {805, "CUDA_ERROR_MPS_CONNECTION_FAILED"},
+      {806, "CUDA_ERROR_MPS_RPC_FAILURE"},
+      {807, "CUDA_ERROR_MPS_SERVER_NOT_READY"},
+      {808, "CUDA_ERROR_MPS_MAX_CLIENTS_REACHED"},
+      {809, "CUDA_ERROR_MPS_MAX_CONNECTIONS_REACHED"},
+      {810, "CUDA_ERROR_MPS_CLIENT_TERMINATED"},
+      {811, "CUDA_ERROR_CDP_NOT_SUPPORTED"},
+      {812, "CUDA_ERROR_CDP_VERSION_MISMATCH"},
+      {900, "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED"},
+      {901, "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED"},
+      {902, "CUDA_ERROR_STREAM_CAPTURE_MERGE"},
+      {903, "CUDA_ERROR_STREAM_CAPTURE_UNMATCHED"},
+      {904, "CUDA_ERROR_STREAM_CAPTURE_UNJOINED"},
+      {905, "CUDA_ERROR_STREAM_CAPTURE_ISOLATION"},
+      {906, "CUDA_ERROR_STREAM_CAPTURE_IMPLICIT"},
+      {907, "CUDA_ERROR_CAPTURED_EVENT"},
+      {908, "CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD"},
+      {909, "CUDA_ERROR_TIMEOUT"},
+      {910, "CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE"},
+      {911, "CUDA_ERROR_EXTERNAL_DEVICE"},
+      {912, "CUDA_ERROR_INVALID_CLUSTER_SIZE"},
+      {913, "CUDA_ERROR_FUNCTION_NOT_LOADED"},
+      {914, "CUDA_ERROR_INVALID_RESOURCE_TYPE"},
+      {915, "CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION"},
+      {916, "CUDA_ERROR_KEY_ROTATION"},
+      {999, "CUDA_ERROR_UNKNOWN"},
   };
   return names;
 }
@@ -192,8 +192,7 @@ constexpr int kJitErrorLogBufferSize = 6;
 
 std::string cuda_error_name(int code) {
   auto found = error_names().find(code);
-  return found != error_names().end() ? found->second
-                                      : "CUresult " + std::to_string(code);
+  return found != error_names().end() ? found->second : "CUresult " + std::to_string(code);
 }
 
 std::string CudaDeviceInfo::arch() const {
@@ -217,8 +216,8 @@ struct CudaDriver::Api {
   CUresult (*ModuleGetFunction)(CUfunction*, CUmodule, const char*) = nullptr;
   CUresult (*FuncGetAttribute)(int*, int, CUfunction) = nullptr;
   CUresult (*OccupancyMaxActiveBlocksPerMultiprocessor)(int*, CUfunction, int, size_t) = nullptr;
-  CUresult (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
-                           unsigned, unsigned, CUstream, void**, void**) = nullptr;
+  CUresult (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                           unsigned, CUstream, void**, void**) = nullptr;
   CUresult (*MemAlloc)(CUdeviceptr*, size_t) = nullptr;
   CUresult (*MemFree)(CUdeviceptr) = nullptr;
   CUresult (*MemcpyHtoD)(CUdeviceptr, const void*, size_t) = nullptr;
@@ -253,8 +252,8 @@ void resolve(void* handle, std::initializer_list<const char*> names, F& function
 
 void CudaDriver::check(int code, const char* call) const {
   if (code == 0) return;
-  std::string message = "CUDA driver call " + std::string(call) + " failed with " +
-                        cuda_error_name(code);
+  std::string message =
+      "CUDA driver call " + std::string(call) + " failed with " + cuda_error_name(code);
   if (std::string why = advice(code); !why.empty()) message += ": " + why;
   if (is_environment_error(code)) throw EnvironmentError(message);
   throw InternalError(message);
@@ -269,8 +268,8 @@ std::unique_ptr<CudaDriver> CudaDriver::open(const std::string& library, int dev
   a.handle = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (a.handle == nullptr) {
     const char* why = dlerror();
-    throw EnvironmentError("no CUDA driver (" + library + " not found): " +
-                           (why != nullptr ? why : "dlopen failed"));
+    throw EnvironmentError("no CUDA driver (" + library +
+                           " not found): " + (why != nullptr ? why : "dlopen failed"));
   }
   resolve(a.handle, {"cuInit"}, a.Init, library);
   resolve(a.handle, {"cuDriverGetVersion"}, a.DriverGetVersion, library);
@@ -299,8 +298,7 @@ std::unique_ptr<CudaDriver> CudaDriver::open(const std::string& library, int dev
   resolve(a.handle, {"cuEventCreate"}, a.EventCreate, library);
   resolve(a.handle, {"cuEventDestroy_v2", "cuEventDestroy"}, a.EventDestroy, library);
   resolve(a.handle, {"cuEventRecord"}, a.EventRecord, library);
-  resolve(a.handle, {"cuEventElapsedTime_v2", "cuEventElapsedTime"}, a.EventElapsedTime,
-          library);
+  resolve(a.handle, {"cuEventElapsedTime_v2", "cuEventElapsedTime"}, a.EventElapsedTime, library);
 
   if (CUresult init = a.Init(0); init != 0) {
     std::string message = "CUDA driver unusable: cuInit failed with " + cuda_error_name(init);
@@ -357,9 +355,9 @@ SharedDriver& shared_driver() {
     const char* library = std::getenv("FUSEOPT_CUDA_DRIVER");
     const char* device = std::getenv("FUSEOPT_CUDA_DEVICE");
     try {
-      shared->driver = CudaDriver::open(
-          library != nullptr && *library != '\0' ? library : "libcuda.so.1",
-          device != nullptr && *device != '\0' ? std::atoi(device) : 0);
+      shared->driver =
+          CudaDriver::open(library != nullptr && *library != '\0' ? library : "libcuda.so.1",
+                           device != nullptr && *device != '\0' ? std::atoi(device) : 0);
     } catch (const EnvironmentError& error) {
       shared->error = error.what();
     } catch (const InternalError& error) {
@@ -386,9 +384,7 @@ std::string CudaDriver::unavailable_reason() {
 // context, and libcuda does not support being unloaded.
 CudaDriver::~CudaDriver() = default;
 
-void CudaDriver::make_current() const {
-  check(api_->CtxSetCurrent(context_), "cuCtxSetCurrent");
-}
+void CudaDriver::make_current() const { check(api_->CtxSetCurrent(context_), "cuCtxSetCurrent"); }
 
 CudaDevicePtr CudaDriver::allocate(size_t bytes) const {
   make_current();
@@ -408,8 +404,7 @@ void CudaDriver::free(CudaDevicePtr pointer) const noexcept {
   api_->MemFree(pointer);
 }
 
-void CudaDriver::copy_to_device(CudaDevicePtr destination, const void* source,
-                                size_t bytes) const {
+void CudaDriver::copy_to_device(CudaDevicePtr destination, const void* source, size_t bytes) const {
   if (bytes == 0) return;
   make_current();
   check(api_->MemcpyHtoD(destination, source, bytes), "cuMemcpyHtoD");

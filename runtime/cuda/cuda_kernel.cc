@@ -55,7 +55,8 @@ class GroupState {
     for (auto it = tables_.begin(); it != tables_.end(); ++it) {
       if (it->version == 0 && args.group_version == 0) reusable = it;
     }
-    if (reusable == tables_.end() && tables_.size() >= kTablesKept) reusable = std::prev(tables_.end());
+    if (reusable == tables_.end() && tables_.size() >= kTablesKept)
+      reusable = std::prev(tables_.end());
     if (reusable != tables_.end()) {
       entry = std::move(*reusable);
       tables_.erase(reusable);
@@ -200,10 +201,9 @@ class CudaDeviceMemory final : public DeviceMemory {
   void copy_on_device(void* destination, const void* source, size_t bytes) const override {
     device_.copy_on_device(address(destination), address(source), bytes);
   }
-  void fill(float* destination, float value, size_t count) const override {
-    uint32_t word = 0;
-    std::memcpy(&word, &value, sizeof word);
-    device_.fill_words(address(destination), word, count);
+  void fill(void* destination, uint32_t bits, int element_bytes, size_t count) const override {
+    FUSEOPT_CHECK(element_bytes == 4, "the cuda backend fills only 4-byte elements so far");
+    device_.fill_words(address(destination), bits, count);
   }
   void synchronize() const override { device_.synchronize(); }
   std::string name() const override {

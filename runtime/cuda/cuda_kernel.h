@@ -18,14 +18,14 @@ namespace fuseopt::runtime {
 /// need to live only during load_cuda_kernel()).
 struct CudaBinaryView {
   std::string name;
-  std::string arch;         ///< "sm_90" or "compute_90", for messages
-  std::string_view cubin;   ///< tried first; may be empty
-  std::string_view ptx;     ///< used when the cubin is empty or for another GPU
+  std::string arch;        ///< "sm_90" or "compute_90", for messages
+  std::string_view cubin;  ///< tried first; may be empty
+  std::string_view ptx;    ///< used when the cubin is empty or for another GPU
   std::vector<std::string> phase_functions;
   int block_size = 512;
-  int grid_limit = 0;       ///< 0: resident blocks per SM x SM count
+  int grid_limit = 0;  ///< 0: resident blocks per SM x SM count
   int64_t chunk_elements = 65536;
-  std::string table_layout; ///< must equal cuda_tensor_table_layout(buffer count)
+  std::string table_layout;  ///< must equal cuda_tensor_table_layout(buffer count)
 };
 
 /// The memory of `device` (which must outlive the result) as the Optimizer uses it:

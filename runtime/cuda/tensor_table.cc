@@ -82,9 +82,8 @@ std::vector<CudaChunk> make_chunk_map(std::span<const int64_t> numels, int64_t c
   return chunks;
 }
 
-CudaTensorTable build_tensor_table(size_t tensor_count, const int64_t* numels,
-                                   float* const* buffers, size_t buffer_count,
-                                   int64_t chunk_elements) {
+CudaTensorTable build_tensor_table(size_t tensor_count, const int64_t* numels, void* const* buffers,
+                                   size_t buffer_count, int64_t chunk_elements) {
   FUSEOPT_CHECK(tensor_count == 0 || (numels != nullptr && buffers != nullptr),
                 "build_tensor_table: null arrays");
   CudaTensorTable table;
@@ -115,7 +114,7 @@ CudaTensorTable build_tensor_table(size_t tensor_count, const int64_t* numels,
     unsigned char* at = bytes + header.tensors_offset + t * entry;
     std::memcpy(at, &numels[t], sizeof(int64_t));
     for (size_t b = 0; b < buffer_count; ++b) {
-      const float* pointer = buffers[t * buffer_count + b];
+      const void* pointer = buffers[t * buffer_count + b];
       const auto address = reinterpret_cast<uint64_t>(pointer);
       if (numels[t] > 0 && pointer == nullptr) {
         throw UserError("tensor " + std::to_string(t) + ": buffer " + std::to_string(b) +
@@ -133,8 +132,9 @@ CudaTensorTable build_tensor_table(size_t tensor_count, const int64_t* numels,
     unsigned char* at = bytes + header.chunks_offset + c * chunk_entry;
     std::memcpy(at, &chunk, sizeof(chunk));
     for (size_t b = 0; b < buffer_count; ++b) {
-      const uint64_t address = reinterpret_cast<uint64_t>(buffers[chunk.tensor * buffer_count + b]) +
-                               static_cast<uint64_t>(chunk.start) * sizeof(float);
+      const uint64_t address =
+          reinterpret_cast<uint64_t>(buffers[chunk.tensor * buffer_count + b]) +
+          static_cast<uint64_t>(chunk.start) * sizeof(float);
       std::memcpy(at + sizeof(CudaChunk) + b * sizeof(uint64_t), &address, sizeof(address));
     }
   }

@@ -45,9 +45,9 @@ std::vector<CudaChunk> make_chunk_map(std::span<const int64_t> numels, int64_t c
 
 /// A table ready to upload.
 struct CudaTensorTable {
-  std::vector<uint64_t> words;     ///< the table's bytes, 8-byte aligned
-  std::vector<CudaChunk> chunks;   ///< the chunk map (the table adds the addresses)
-  std::vector<size_t> first_chunk; ///< per tensor, its first chunk; tensor_count + 1 entries
+  std::vector<uint64_t> words;      ///< the table's bytes, 8-byte aligned
+  std::vector<CudaChunk> chunks;    ///< the chunk map (the table adds the addresses)
+  std::vector<size_t> first_chunk;  ///< per tensor, its first chunk; tensor_count + 1 entries
   size_t tensor_count = 0;
   size_t buffer_count = 0;
 
@@ -58,8 +58,7 @@ struct CudaTensorTable {
 /// `buffers` is tensor-major (tensor_count x buffer_count device addresses). Throws
 /// UserError for a negative size, a null or not 4-byte aligned buffer of a non-empty
 /// tensor, or a group too large for 32-bit chunk and tensor indices.
-CudaTensorTable build_tensor_table(size_t tensor_count, const int64_t* numels,
-                                   float* const* buffers, size_t buffer_count,
-                                   int64_t chunk_elements);
+CudaTensorTable build_tensor_table(size_t tensor_count, const int64_t* numels, void* const* buffers,
+                                   size_t buffer_count, int64_t chunk_elements);
 
 }  // namespace fuseopt::runtime

@@ -2,14 +2,13 @@
 // request, also across threads), errors from bad rules and options, and the CPU backend
 // (Halide kernels loaded by the runtime) against the chunked interpreter for every built-in
 // rule at sizes around the vector and chunk widths.
-#include "api/fuseopt.h"
-
 #include <gtest/gtest.h>
 
 #include <bit>
 #include <cstring>
 #include <thread>
 
+#include "api/fuseopt.h"
 #include "codegen/halide/cpu_codegen.h"
 #include "ir/interpreter.h"
 #include "rules/builtin_rules.h"
@@ -39,8 +38,8 @@ static_assert(std::string_view(runtime::kCpuLastErrorSymbol) ==
   for (size_t i = 0; i < a.size(); ++i) {
     if (std::isnan(a[i]) && std::isnan(b[i])) continue;
     if (std::bit_cast<uint32_t>(a[i]) != std::bit_cast<uint32_t>(b[i])) {
-      return ::testing::AssertionFailure() << "element " << i << " of " << a.size() << ": "
-                                           << a[i] << " vs " << b[i];
+      return ::testing::AssertionFailure()
+             << "element " << i << " of " << a.size() << ": " << a[i] << " vs " << b[i];
     }
   }
   return ::testing::AssertionSuccess();
@@ -166,8 +165,7 @@ void compare_backends(const std::string& rule, const std::vector<int64_t>& sizes
         // strict_float and libm's expf, logf and powf: the interpreter's bits exactly.
         EXPECT_TRUE(same_bits_or_nan(a.param(i), b.param(i))) << where << ", param";
         for (const std::string& s : a.state_names()) {
-          EXPECT_TRUE(same_bits_or_nan(va.state(i, s), vb.state(i, s)))
-              << where << ", state " << s;
+          EXPECT_TRUE(same_bits_or_nan(va.state(i, s), vb.state(i, s))) << where << ", state " << s;
         }
       } else {
         // Halide sums a chunk in vector lanes, not in element order: the partial sums'
@@ -226,7 +224,7 @@ TEST(ApiCpu, DISABLED_LambPhasesGiveTheInterpretersBitsForEqualInputs) {
       host.scalar_inputs(p, inputs);
       std::vector<float> scalars(inputs.begin(), inputs.end());
       std::vector<double> pa(k.phases[p].reductions.size() + 1), pb(pa.size());
-      std::vector<float*> ba, bb;
+      std::vector<void*> ba, bb;
       for (auto& v : a) ba.push_back(v.data());
       for (auto& v : b) bb.push_back(v.data());
       cpu_kernel->phases[p]->run({n, ba.data(), scalars.data(), pa.data()});

@@ -1,11 +1,12 @@
 // The device tensor table, built and read back on the host: chunk map, header, tensor
 // entries, the per-tensor chunk ranges that partials are combined over, and input errors.
+#include "runtime/cuda/tensor_table.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <vector>
 
-#include "runtime/cuda/tensor_table.h"
 #include "support/error.h"
 
 namespace fuseopt::runtime {
@@ -21,8 +22,8 @@ TEST(ChunkMap, SizesAroundTheChunkSize) {
     int64_t start;
   };
   const std::vector<Expected> expected = {
-      {1, 1, 0},     {2, 1023, 0},  {3, 1024, 0},    {4, 1024, 0},
-      {4, 1, 1024},  {5, 1024, 0},  {5, 1024, 1024}, {5, 3, 2048},
+      {1, 1, 0},    {2, 1023, 0}, {3, 1024, 0},    {4, 1024, 0},
+      {4, 1, 1024}, {5, 1024, 0}, {5, 1024, 1024}, {5, 3, 2048},
   };
   ASSERT_EQ(chunks.size(), expected.size());
   for (size_t i = 0; i < chunks.size(); ++i) {
@@ -43,6 +44,11 @@ TEST(ChunkMap, LargeTensorsKeep64BitStarts) {
   EXPECT_EQ(chunks.back().count, 5u);
 }
 
+// The table takes untyped addresses (buffers of any storage type).
+std::vector<void*> untyped(const std::vector<float*>& pointers) {
+  return {pointers.begin(), pointers.end()};
+}
+
 // Reads the table's bytes back as the kernel does.
 TEST(TensorTable, LayoutReadsBack) {
   const size_t buffer_count = 3;
@@ -50,10 +56,11 @@ TEST(TensorTable, LayoutReadsBack) {
   std::vector<float> storage(64);
   std::vector<float*> buffers;
   for (size_t t = 0; t < numels.size(); ++t) {
-    for (size_t b = 0; b < buffer_count; ++b) buffers.push_back(storage.data() + 4 * (t * buffer_count + b));
+    for (size_t b = 0; b < buffer_count; ++b)
+      buffers.push_back(storage.data() + 4 * (t * buffer_count + b));
   }
   const CudaTensorTable table =
-      build_tensor_table(numels.size(), numels.data(), buffers.data(), buffer_count, 4096);
+      build_tensor_table(numels.size(), numels.data(), untyped(buffers).data(), buffer_count, 4096);
   EXPECT_EQ(table.tensor_count, 3u);
   EXPECT_EQ(table.chunks.size(), 3u);
   EXPECT_EQ(table.first_chunk, (std::vector<size_t>{0, 1, 1, 3}));
@@ -117,14 +124,14 @@ TEST(TensorTable, BadBuffersAreUserErrors) {
   // Misaligned by one byte: not even a float.
   float* odd = reinterpret_cast<float*>(reinterpret_cast<char*>(storage.data()) + 1);
   std::vector<float*> buffers = {storage.data(), odd};
-  EXPECT_THROW(build_tensor_table(1, numels.data(), buffers.data(), 2, 1024), UserError);
+  EXPECT_THROW(build_tensor_table(1, numels.data(), untyped(buffers).data(), 2, 1024), UserError);
   buffers = {storage.data(), nullptr};
-  EXPECT_THROW(build_tensor_table(1, numels.data(), buffers.data(), 2, 1024), UserError);
+  EXPECT_THROW(build_tensor_table(1, numels.data(), untyped(buffers).data(), 2, 1024), UserError);
   // An empty tensor may have null buffers; a one-float offset is fine (scalar path).
   const std::vector<int64_t> empty = {0};
-  EXPECT_NO_THROW(build_tensor_table(1, empty.data(), buffers.data(), 2, 1024));
+  EXPECT_NO_THROW(build_tensor_table(1, empty.data(), untyped(buffers).data(), 2, 1024));
   buffers = {storage.data() + 1, storage.data()};
-  EXPECT_NO_THROW(build_tensor_table(1, numels.data(), buffers.data(), 2, 1024));
+  EXPECT_NO_THROW(build_tensor_table(1, numels.data(), untyped(buffers).data(), 2, 1024));
 }
 
 TEST(TensorTable, EmptyGroup) {

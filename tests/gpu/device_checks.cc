@@ -107,13 +107,14 @@ DeviceGroup::DeviceGroup(const runtime::CudaDevice& device, const ir::Kernel& ke
     for (size_t b = 0; b < buffers; ++b) host_args_[t].buffers.push_back(host_[t][b].data());
     if (spec_.grad_aliases_param) host_args_[t].buffers[1] = host_args_[t].buffers[0];
     for (size_t b = 0; b < buffers; ++b) {
-      float* pointer = nullptr;
+      void* pointer = nullptr;
       if (b == 1 && spec_.grad_aliases_param) {
         pointer = device_pointers_[t * buffers];
       } else {
         auto allocation = std::make_unique<Allocation>();
         allocation->buffer = runtime::CudaBuffer(device, (n + 1) * sizeof(float));
-        pointer = reinterpret_cast<float*>(allocation->buffer.get()) + (spec_.misaligned[t] ? 1 : 0);
+        pointer =
+            reinterpret_cast<float*>(allocation->buffer.get()) + (spec_.misaligned[t] ? 1 : 0);
         allocations_.push_back(std::move(allocation));
       }
       device_pointers_.push_back(pointer);
@@ -128,8 +129,9 @@ void DeviceGroup::upload() const {
   for (size_t t = 0; t < host_.size(); ++t) {
     for (size_t b = 0; b < buffers; ++b) {
       if (b == 1 && spec_.grad_aliases_param) continue;
-      device_.copy_to_device(reinterpret_cast<runtime::CudaDevicePtr>(device_pointers_[t * buffers + b]),
-                             host_args_[t].buffers[b], host_[t][b].size() * sizeof(float));
+      device_.copy_to_device(
+          reinterpret_cast<runtime::CudaDevicePtr>(device_pointers_[t * buffers + b]),
+          host_args_[t].buffers[b], host_[t][b].size() * sizeof(float));
     }
   }
 }
@@ -141,8 +143,9 @@ void DeviceGroup::new_gradients(uint32_t seed) {
     const size_t b = spec_.grad_aliases_param ? 0 : 1;
     std::vector<float> values = random_values(host_[t][b].size(), seed + static_cast<uint32_t>(t));
     std::copy(values.begin(), values.end(), host_args_[t].buffers[b]);
-    device_.copy_to_device(reinterpret_cast<runtime::CudaDevicePtr>(device_pointers_[t * buffers + b]),
-                           values.data(), values.size() * sizeof(float));
+    device_.copy_to_device(
+        reinterpret_cast<runtime::CudaDevicePtr>(device_pointers_[t * buffers + b]), values.data(),
+        values.size() * sizeof(float));
   }
 }
 
@@ -153,9 +156,10 @@ std::vector<std::vector<std::vector<float>>> DeviceGroup::read_device() const {
     out[t].resize(buffers);
     for (size_t b = 0; b < buffers; ++b) {
       out[t][b].resize(static_cast<size_t>(spec_.numels[t]));
-      device_.copy_to_host(out[t][b].data(),
-                           reinterpret_cast<runtime::CudaDevicePtr>(device_pointers_[t * buffers + b]),
-                           out[t][b].size() * sizeof(float));
+      device_.copy_to_host(
+          out[t][b].data(),
+          reinterpret_cast<runtime::CudaDevicePtr>(device_pointers_[t * buffers + b]),
+          out[t][b].size() * sizeof(float));
     }
   }
   return out;
@@ -175,16 +179,15 @@ std::vector<std::vector<std::vector<float>>> DeviceGroup::read_host() const {
 std::vector<double> check_hypers(const ir::Kernel& kernel) {
   std::vector<double> hypers;
   for (const ir::HyperDecl& hyper : kernel.hypers) {
-    hypers.push_back(hyper.name == "weight_decay" && hyper.default_value == 0 ? 0.01
-                                                                             : hyper.default_value);
+    hypers.push_back(
+        hyper.name == "weight_decay" && hyper.default_value == 0 ? 0.01 : hyper.default_value);
   }
   return hypers;
 }
 
 std::string compare_with_interpreter(const runtime::CudaDevice& device,
-                                     const runtime::CompiledKernel& compiled,
-                                     const GroupSpec& spec, int steps, uint32_t seed,
-                                     int reduction_ulps) {
+                                     const runtime::CompiledKernel& compiled, const GroupSpec& spec,
+                                     int steps, uint32_t seed, int reduction_ulps) {
   const ir::Kernel& kernel = compiled.ir;
   DeviceGroup group(device, kernel, spec, seed);
   const std::vector<double> hypers = check_hypers(kernel);
@@ -228,8 +231,8 @@ std::string compare_with_interpreter(const runtime::CudaDevice& device,
       const bool same = exact ? (d == h || (std::isnan(d) && std::isnan(h)))
                               : std::fabs(d - h) <= 1e-9 * std::max(1.0, std::fabs(h));
       if (!same && reported++ < 8) {
-        failures << "tensor " << t << " scalar '" << kernel.scalars[s].name << "': device "
-                 << d << ", interpreter " << h << "\n";
+        failures << "tensor " << t << " scalar '" << kernel.scalars[s].name << "': device " << d
+                 << ", interpreter " << h << "\n";
       }
     }
   }
@@ -289,9 +292,8 @@ std::string compare_repeated_runs(const runtime::CudaDevice& device,
     for (size_t t = 0; t < x.buffers.size(); ++t) {
       for (size_t b = 0; b < x.buffers[t].size(); ++b) {
         if (x.buffers[t][b].size() != y.buffers[t][b].size()) return false;
-        if (!x.buffers[t][b].empty() &&
-            std::memcmp(x.buffers[t][b].data(), y.buffers[t][b].data(),
-                        x.buffers[t][b].size() * sizeof(float)) != 0) {
+        if (!x.buffers[t][b].empty() && std::memcmp(x.buffers[t][b].data(), y.buffers[t][b].data(),
+                                                    x.buffers[t][b].size() * sizeof(float)) != 0) {
           return false;
         }
       }

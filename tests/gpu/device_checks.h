@@ -42,7 +42,7 @@ class DeviceGroup {
 
   const GroupSpec& spec() const { return spec_; }
   /// Device pointers, tensor-major, one per ir::Kernel::buffers entry.
-  const std::vector<float*>& device_buffers() const { return device_pointers_; }
+  const std::vector<void*>& device_buffers() const { return device_pointers_; }
   /// The host copy (the interpreter steps it).
   std::vector<ir::TensorArgs>& host() { return host_args_; }
   /// New random gradients, on the host and the device.
@@ -62,7 +62,7 @@ class DeviceGroup {
   std::vector<ir::TensorArgs> host_args_;
   struct Allocation;
   std::vector<std::unique_ptr<Allocation>> allocations_;
-  std::vector<float*> device_pointers_;
+  std::vector<void*> device_pointers_;
 };
 
 /// Hypers for checks: the defaults, with weight decay made non-zero so its code runs.
@@ -74,9 +74,8 @@ std::vector<double> check_hypers(const ir::Kernel& kernel);
 /// scalar states (reductions are summed in another order). Otherwise a description of the
 /// first differences.
 std::string compare_with_interpreter(const runtime::CudaDevice& device,
-                                     const runtime::CompiledKernel& compiled,
-                                     const GroupSpec& spec, int steps, uint32_t seed,
-                                     int reduction_ulps = 16);
+                                     const runtime::CompiledKernel& compiled, const GroupSpec& spec,
+                                     int steps, uint32_t seed, int reduction_ulps = 16);
 
 /// Runs the same steps twice from the same values (reloading the group, with the table
 /// cache cold then warm) and once more with `other` (the same binary with another grid

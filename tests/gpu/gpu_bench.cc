@@ -40,8 +40,8 @@ codegen::CudaLaunchShape shape(int block, int elements, int width) {
 
 // The shapes tried (the autotuner's job later): the default first.
 std::vector<codegen::CudaLaunchShape> candidate_shapes() {
-  return {codegen::CudaLaunchShape{}, shape(256, 8, 4), shape(512, 4, 4), shape(1024, 4, 4),
-          shape(256, 16, 4), shape(128, 8, 4)};
+  return {codegen::CudaLaunchShape{}, shape(256, 8, 4),  shape(512, 4, 4),
+          shape(1024, 4, 4),          shape(256, 16, 4), shape(128, 8, 4)};
 }
 
 struct Timing {
@@ -51,8 +51,8 @@ struct Timing {
 
 // Steps `kernel` over the group: `warmup` steps, then `steps` timed ones.
 Timing time_steps(const runtime::CudaDriver& driver, const runtime::CompiledKernel& kernel,
-                  gpu_testing::GroupStepper& stepper, const std::vector<float*>& buffers,
-                  int warmup, int steps) {
+                  gpu_testing::GroupStepper& stepper, const std::vector<void*>& buffers, int warmup,
+                  int steps) {
   int64_t t = 1;
   for (int i = 0; i < warmup; ++i) stepper.step(kernel, buffers, 1, t++);
   driver.synchronize();
@@ -78,7 +78,7 @@ Timing time_steps(const runtime::CudaDriver& driver, const runtime::CompiledKern
 // One buffer per role holding every tensor back to back (each tensor 16-byte aligned).
 struct Arena {
   std::vector<runtime::CudaBuffer> roles;
-  std::vector<float*> pointers;  // tensor-major
+  std::vector<void*> pointers;  // tensor-major
 };
 
 Arena make_arena(const runtime::CudaDriver& driver, const ir::Kernel& kernel, int64_t tensors,
@@ -117,7 +117,8 @@ int run(bool quick) {
 
   // The reference: device-to-device copy of 1 GiB (read + write counted).
   const int64_t large = int64_t{1} << 28;
-  const double copy = runtime::measure_copy_bandwidth(driver, static_cast<size_t>(large) * 4, steps);
+  const double copy =
+      runtime::measure_copy_bandwidth(driver, static_cast<size_t>(large) * 4, steps);
   std::printf("device-to-device copy: %.0f GB/s\n", copy / 1e9);
   result("copy_bandwidth", copy / 1e9, "GB/s");
 
@@ -138,10 +139,11 @@ int run(bool quick) {
       const Timing timing = time_steps(driver, *loaded, stepper, arena.pointers, warmup, steps);
       const double bandwidth =
           bytes_per_element * static_cast<double>(large) / (timing.gpu_ms * 1e-3);
-      std::printf("adam 2^28 %-22s registers %3d spills %d: %.3f ms/step (wall %.3f ms), "
-                  "%.0f GB/s = %.2f of copy\n",
-                  s.spelling().c_str(), binary.registers[0], binary.spill_bytes, timing.gpu_ms,
-                  timing.wall_ms, bandwidth / 1e9, bandwidth / copy);
+      std::printf(
+          "adam 2^28 %-22s registers %3d spills %d: %.3f ms/step (wall %.3f ms), "
+          "%.0f GB/s = %.2f of copy\n",
+          s.spelling().c_str(), binary.registers[0], binary.spill_bytes, timing.gpu_ms,
+          timing.wall_ms, bandwidth / 1e9, bandwidth / copy);
       if (s == codegen::CudaLaunchShape{}) {
         result("adam_2p28_default_ms", timing.wall_ms, "ms");
         result("adam_2p28_default_fraction_of_copy", bandwidth / copy, "");
@@ -175,7 +177,8 @@ int run(bool quick) {
           bytes_per_element * static_cast<double>(tensors * numel) / (timing.wall_ms * 1e-3);
       std::printf("adam 16384x4096 %-22s %.3f ms/step wall (kernel %.3f ms), %.0f GB/s\n",
                   s.spelling().c_str(), timing.wall_ms, timing.gpu_ms, bandwidth / 1e9);
-      if (s == codegen::CudaLaunchShape{}) result("adam_16384x4096_default_ms", timing.wall_ms, "ms");
+      if (s == codegen::CudaLaunchShape{})
+        result("adam_16384x4096_default_ms", timing.wall_ms, "ms");
       if (best_wall == 0 || timing.wall_ms < best_wall) {
         best_wall = timing.wall_ms;
         best_shape = s.spelling();

@@ -259,8 +259,7 @@ TEST_F(Gpu, OptimizerStepsDeviceTensorsThroughTheApi) {
           if (exact) {
             EXPECT_TRUE(test::same_bits(x, y)) << when << ", tensor " << i << ", " << what;
           } else {
-            EXPECT_TRUE(test::close_values(x, y, 1e-5)) << when << ", tensor " << i << ", "
-                                                        << what;
+            EXPECT_TRUE(test::close_values(x, y, 1e-5)) << when << ", tensor " << i << ", " << what;
           }
         };
         check(a.read_param(i), b.read_param(i), "param");

@@ -119,10 +119,12 @@ GroupStepper::GroupStepper(const ir::Kernel& kernel, std::vector<int64_t> numels
   p.numel_slot = p.slot(0, true);
   p.names["numel"] = p.numel_slot;
   p.first_scalar = static_cast<int>(p.initial.size());
-  for (const ir::ScalarStateDecl& scalar : kernel.scalars) p.names[scalar.name] = p.slot(scalar.init, true);
+  for (const ir::ScalarStateDecl& scalar : kernel.scalars)
+    p.names[scalar.name] = p.slot(scalar.init, true);
   for (const ir::Phase& phase : kernel.phases) {
     Program::PhaseCode& code = p.phases.emplace_back();
-    for (const ir::ScalarDef& def : phase.prologue) p.names[def.name] = p.compile(def.value, code.prologue);
+    for (const ir::ScalarDef& def : phase.prologue)
+      p.names[def.name] = p.compile(def.value, code.prologue);
     for (const std::string& name : ir::phase_scalar_inputs(phase)) {
       auto found = p.names.find(name);
       FUSEOPT_CHECK(found != p.names.end(), "group stepper: unbound scalar input '" + name + "'");
@@ -134,7 +136,8 @@ GroupStepper::GroupStepper(const ir::Kernel& kernel, std::vector<int64_t> numels
     }
   }
   for (const ir::Store& store : kernel.scalar_stores) {
-    p.scalar_stores.emplace_back(kernel.scalar_index(store.target), p.compile(store.value, p.after));
+    p.scalar_stores.emplace_back(kernel.scalar_index(store.target),
+                                 p.compile(store.value, p.after));
   }
   // Uniform when no phase input or scalar store depends on anything per tensor.
   for (const Program::PhaseCode& code : p.phases) {
@@ -151,7 +154,7 @@ GroupStepper::GroupStepper(const ir::Kernel& kernel, std::vector<int64_t> numels
 
 GroupStepper::~GroupStepper() = default;
 
-void GroupStepper::step(const runtime::CompiledKernel& compiled, std::span<float* const> buffers,
+void GroupStepper::step(const runtime::CompiledKernel& compiled, std::span<void* const> buffers,
                         uint64_t group_version, int64_t t) {
   const Program& p = *program_;
   const size_t tensors = numels_.size();
@@ -181,7 +184,8 @@ void GroupStepper::step(const runtime::CompiledKernel& compiled, std::span<float
     for (size_t i = 0; i < evaluated; ++i) {
       Program::run(code.prologue, slots[i].data());
       for (size_t k = 0; k < inputs; ++k) {
-        scalar_rows_[i * inputs + k] = static_cast<float>(slots[i][static_cast<size_t>(code.inputs[k])]);
+        scalar_rows_[i * inputs + k] =
+            static_cast<float>(slots[i][static_cast<size_t>(code.inputs[k])]);
       }
     }
     for (size_t i = evaluated; i < tensors; ++i) {  // uniform: copies of the first row

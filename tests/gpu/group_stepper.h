@@ -29,7 +29,7 @@ class GroupStepper {
 
   /// One step `t` (1 on the first) over device buffers (tensor-major, one pointer per
   /// ir::Kernel::buffers entry). `group_version` goes to GroupArgs unchanged.
-  void step(const runtime::CompiledKernel& compiled, std::span<float* const> buffers,
+  void step(const runtime::CompiledKernel& compiled, std::span<void* const> buffers,
             uint64_t group_version, int64_t t);
 
   /// The reductions of `phase` at the last step: tensor_count x reductions.

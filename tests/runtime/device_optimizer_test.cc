@@ -81,9 +81,13 @@ class FakeDevice final : public runtime::DeviceMemory {
     std::memcpy(host(destination, bytes), host(source, bytes), bytes);
     ++device_copies;
   }
-  void fill(float* destination, float value, size_t count) const override {
-    float* at = static_cast<float*>(host(destination, count * sizeof(float)));
-    std::fill(at, at + count, value);
+  void fill(void* destination, uint32_t bits, int element_bytes, size_t count) const override {
+    EXPECT_TRUE(element_bytes == 4 || element_bytes == 2);
+    auto* at =
+        static_cast<unsigned char*>(host(destination, count * static_cast<size_t>(element_bytes)));
+    for (size_t i = 0; i < count; ++i)
+      std::memcpy(at + i * static_cast<size_t>(element_bytes), &bits,
+                  static_cast<size_t>(element_bytes));
     ++fills;
   }
   void synchronize() const override { ++synchronizations; }
@@ -104,7 +108,7 @@ class FakeDevice final : public runtime::DeviceMemory {
                   << " bytes) is not in a live block";
     throw std::logic_error("bad device address");
   }
-  float* host_floats(const float* pointer, int64_t count) const {
+  float* host_floats(const void* pointer, int64_t count) const {
     return static_cast<float*>(host(pointer, static_cast<size_t>(count) * sizeof(float)));
   }
 
@@ -117,8 +121,8 @@ class FakeDevice final : public runtime::DeviceMemory {
 
   size_t live_blocks() const { return live_.size(); }
 
-  mutable int allocations = 0, frees = 0, uploads = 0, downloads = 0, device_copies = 0,
-              fills = 0, synchronizations = 0;
+  mutable int allocations = 0, frees = 0, uploads = 0, downloads = 0, device_copies = 0, fills = 0,
+              synchronizations = 0;
 
  private:
   mutable std::map<uintptr_t, size_t> live_;  // host address -> bytes

@@ -185,7 +185,10 @@ class InterpreterGroupPhase final : public runtime::GroupPhaseKernel {
     const size_t buffers = interpreter_->kernel().buffers.size();
     for (size_t i = 0; i < args.tensor_count; ++i) {
       std::vector<double> scalars(args.scalars + i * inputs_, args.scalars + (i + 1) * inputs_);
-      interpreter_->run_phase_chunk(phase_, args.numels[i], args.buffers + i * buffers, scalars,
+      std::vector<float*> tensor(buffers);  // f32 buffers only
+      for (size_t b = 0; b < buffers; ++b)
+        tensor[b] = static_cast<float*>(args.buffers[i * buffers + b]);
+      interpreter_->run_phase_chunk(phase_, args.numels[i], tensor.data(), scalars,
                                     args.partials + i * reductions_);
     }
   }
@@ -214,8 +217,8 @@ std::shared_ptr<runtime::CompiledKernel> group_kernel(const ir::Kernel& k) {
 TEST(Optimizer, WholeGroupKernelsMatchTheInterpreter) {
   for (const char* rule : {"lamb", "nadam", "adam", "lars"}) {
     // One call per phase for the whole tensor: reductions are exact, so all bits agree.
-    run_against_oracle(group_kernel(compile_kernel(rule)), kMixedSizes, 2, 3, true,
-                       Memory::kCaller, std::string(rule) + " (group kernel)");
+    run_against_oracle(group_kernel(compile_kernel(rule)), kMixedSizes, 2, 3, true, Memory::kCaller,
+                       std::string(rule) + " (group kernel)");
   }
 }
 
@@ -236,7 +239,7 @@ TEST(Optimizer, GroupVersionsChangeWithTheGroup) {
   a.set_buffers(0, q.data(), h.data());
   a.step();
   EXPECT_NE(phase.versions[3], phase.versions[2]);  // re-pointed
-  Optimizer b(kernel, {}, 1);  // same kernel, another group: another version
+  Optimizer b(kernel, {}, 1);                       // same kernel, another group: another version
   b.add_tensor(p.data(), g.data(), 8);
   b.step();
   for (size_t i = 0; i < 4; ++i) EXPECT_NE(phase.versions[4], phase.versions[i]);
@@ -388,8 +391,8 @@ TEST(Optimizer, HypersAndNames) {
   EXPECT_EQ(optimizer.hyper("beta1"), 0.9);
   optimizer.set_hyper("eps", 1e-3);
   EXPECT_EQ(optimizer.hyper("eps"), 1e-3);
-  EXPECT_EQ(optimizer.hyper_names(), (std::vector<std::string>{"lr", "beta1", "beta2", "eps",
-                                                               "weight_decay"}));
+  EXPECT_EQ(optimizer.hyper_names(),
+            (std::vector<std::string>{"lr", "beta1", "beta2", "eps", "weight_decay"}));
   EXPECT_EQ(optimizer.state_names(), (std::vector<std::string>{"exp_avg", "exp_avg_sq"}));
   EXPECT_TRUE(optimizer.scalar_names().empty());
   EXPECT_EQ(&optimizer.kernel(), kernel.get());
@@ -418,8 +421,8 @@ TEST(Optimizer, MisuseIsAClearUserError) {
   expect_user_error([&] { optimizer.numel(2); }, {"tensor index 2 is out of range", "2 tensors"});
   expect_user_error([&] { optimizer.param(7); }, {"out of range"});
   expect_user_error([&] { optimizer.step_count(2); }, {"out of range"});
-  expect_user_error([&] { optimizer.set_hyper("lr_", 1); }, {"unknown hyperparameter 'lr_'",
-                                                             "did you mean 'lr'"});
+  expect_user_error([&] { optimizer.set_hyper("lr_", 1); },
+                    {"unknown hyperparameter 'lr_'", "did you mean 'lr'"});
   expect_user_error([&] { optimizer.hyper("beta"); }, {"did you mean 'beta1'"});
   expect_user_error([&] { optimizer.state(0, "exp_avgs"); },
                     {"unknown state 'exp_avgs'", "did you mean 'exp_avg'"});
@@ -433,8 +436,11 @@ TEST(Optimizer, MisuseIsAClearUserError) {
                     {"memory the optimizer owns"});
   expect_user_error([&] { optimizer.set_buffers(0, nullptr, g.data()); }, {"null"});
   expect_user_error([&] { optimizer.set_threads(-2); }, {"threads"});
-  expect_user_error([&] { Optimizer(kernel, {{"betas", 0.9}}); },
-                    {"unknown hyperparameter 'betas'", "did you mean"});
+  expect_user_error(
+      [&] {
+        Optimizer(kernel, {{"betas", 0.9}});
+      },
+      {"unknown hyperparameter 'betas'", "did you mean"});
   expect_user_error([&] { Optimizer(nullptr); }, {"kernel is null"});
   EXPECT_EQ(optimizer.tensor_count(), 2u);  // the failed adds added nothing
 }
