@@ -69,6 +69,10 @@ struct GroupArgs {
   const float* scalars = nullptr;  ///< tensor_count x phase scalar inputs
   double* partials = nullptr;      ///< out: tensor_count x reductions, combined
   uint64_t group_version = 0;
+  /// For kernels with stochastic stores: tensor_count x buffer count rounding stream keys
+  /// (as ChunkArgs::rounding_keys; element i of a tensor draws rounding_random(key, i)).
+  /// Null otherwise.
+  const uint32_t* rounding_keys = nullptr;
 };
 
 /// A phase that runs over the whole group in one call (device memory, one launch). When a

@@ -655,6 +655,7 @@ struct Optimizer::Impl {
     args.scalars = scalar_inputs.data();
     args.partials = partials.data();
     args.group_version = group_version;
+    if (!rounding_keys.empty()) args.rounding_keys = rounding_keys.data();
     kernel->group_phases[phase]->run_group(args);
   }
 
