@@ -28,7 +28,7 @@ void apply_grad_transform(Kernel& kernel, GradTransform transform) {
   FUSEOPT_CHECK(!kernel.grad_transform.any(), "apply_grad_transform: applied twice");
   FUSEOPT_CHECK(kernel.is_split, "apply_grad_transform: the kernel must be split into phases");
   if (!transform.any()) return;
-  for (const char* name : {kGradScaleHyper, kMaxGradNormHyper}) {
+  for (const char* name : {kGradScaleHyper, kMaxGradNormHyper, kFoundInfHyper}) {
     if (kernel.hyper_index(name) >= 0) {
       throw UserError("rule '" + kernel.rule + "' declares a hyper '" + name +
                       "', the name loss scaling and clipping use; rename it");
@@ -43,7 +43,10 @@ void apply_grad_transform(Kernel& kernel, GradTransform transform) {
                       "support such states");
     }
   }
-  if (transform.unscale) kernel.hypers.push_back({kGradScaleHyper, 1.0});
+  if (transform.unscale) {
+    kernel.hypers.push_back({kGradScaleHyper, 1.0});
+    kernel.hypers.push_back({kFoundInfHyper, 0.0});
+  }
   if (transform.clip_norm) kernel.hypers.push_back({kMaxGradNormHyper, 1.0});
   kernel.hypers.push_back({kGradUnscaleInput, 1.0});
   kernel.hypers.push_back({kGradClipInput, 1.0});
@@ -86,7 +89,8 @@ GradFactors grad_factors(const Kernel& kernel, std::span<const double> hypers,
   GradFactors factors;
   factors.unscale = grad_unscale_factor(kernel, hypers);
   factors.total_norm = std::sqrt(statistics.sum_of_squares);
-  if (kernel.grad_transform.unscale && statistics.nonfinite) {
+  if (kernel.grad_transform.unscale &&
+      (statistics.nonfinite || hyper_value(kernel, hypers, kFoundInfHyper) != 0)) {
     factors.skip = true;
     return factors;
   }

@@ -9,7 +9,9 @@
 //
 // The sums are float64 in a fixed order, so the result does not depend on threads or
 // chunking. With loss scaling, a non-finite unscaled gradient anywhere in the group skips the
-// whole step: parameters, states, scalars and step counts stay as they were.
+// whole step: parameters, states, scalars and step counts stay as they were. So does a
+// nonzero `found_inf` hyper: what PyTorch's GradScaler found, passed in as its fused
+// optimizers take it (the step then skips whatever this group's own check says).
 //
 // The statistics are the kernel's own phase 0 (two per-tensor reductions, no stores), so every
 // backend computes them with the code it has for reductions. The factors reach kernels as two
@@ -27,6 +29,8 @@ namespace fuseopt::ir {
 
 inline constexpr const char* kGradScaleHyper = "grad_scale";        ///< loss scale, default 1
 inline constexpr const char* kMaxGradNormHyper = "max_grad_norm";   ///< clipping threshold
+/// With loss scaling: nonzero skips the step (an inf or NaN found elsewhere), default 0.
+inline constexpr const char* kFoundInfHyper = "found_inf";
 inline constexpr const char* kGradUnscaleInput = "%grad_unscale";  ///< hidden, set per step
 inline constexpr const char* kGradClipInput = "%grad_clip";        ///< hidden, set per step
 /// Phase 0's reductions: sum((grad*unscale)^2) and max(isfinite(grad*unscale) ? 0 : 1).
@@ -34,7 +38,8 @@ inline constexpr const char* kGradSumOfSquares = "%grad_sumsq";
 inline constexpr const char* kGradNonFinite = "%grad_nonfinite";
 
 /// Rewrites every phase's reads of `grad`, prepends the statistics phase and adds the hypers
-/// the transform needs (grad_scale = 1, max_grad_norm = 1, and the two hidden factors). The
+/// the transform needs (grad_scale = 1 and found_inf = 0 with loss scaling, max_grad_norm = 1
+/// with clipping, and the two hidden factors). The
 /// kernel must be split and have no transform yet; neither flag leaves it unchanged. Throws
 /// UserError when the rule declares a hyper of one of those names or a state that starts as
 /// the gradient.
@@ -56,7 +61,7 @@ struct GradStatistics {
 
 /// What a step does with the group's statistics.
 struct GradFactors {
-  bool skip = false;   ///< loss scaling saw inf or NaN: take no step
+  bool skip = false;   ///< loss scaling saw inf or NaN, or found_inf was set: take no step
   double unscale = 1;  ///< the hidden hypers' values (already rounded to float32)
   double clip = 1;
   double total_norm = 0;  ///< of the unscaled gradients (before clipping)

@@ -71,7 +71,8 @@ TEST_P(GradTransformApi, MatchesTheInterpreterStepSkipAndNorm) {
       optimizer.add_tensor(static_cast<int64_t>(sizes[i]));
       optimizer.write_param(i, params[i]);
     }
-    EXPECT_EQ(optimizer.hyper_names().size(), 7u);  // lr, betas, eps, wd, scale, max norm
+    // lr, betas, eps, wd, scale, found_inf, max norm
+    EXPECT_EQ(optimizer.hyper_names().size(), 8u);
     EXPECT_THROW(optimizer.set_hyper(ir::kGradClipInput, 1.0), UserError);
 
     std::vector<double> ref_hypers;
@@ -91,10 +92,14 @@ TEST_P(GradTransformApi, MatchesTheInterpreterStepSkipAndNorm) {
         optimizer.write_grad(i, grads[i]);
         reference.buffers[i][1] = grads[i];
       }
+      // Step 5: finite gradients, but the caller (GradScaler) found an inf elsewhere.
+      const double found_inf = step == 5 ? 1.0 : 0.0;
+      optimizer.set_hyper(ir::kFoundInfHyper, found_inf);
+      ref_hypers[static_cast<size_t>(reference.kernel.hyper_index(ir::kFoundInfHyper))] = found_inf;
       const bool expected = interpreter.step(reference.tensors, ref_hypers, taken + 1);
       const bool got = optimizer.step();
       ASSERT_EQ(got, expected) << "step " << step;
-      EXPECT_EQ(got, step != 4);
+      EXPECT_EQ(got, step != 4 && step != 5);
       if (got) ++taken;
       EXPECT_EQ(optimizer.step_count(0), taken);
       if (got) {

@@ -364,6 +364,12 @@ TEST(GradTransform, ANonFiniteGradientSkipsTheWholeStep) {
     g[1][59] = 1.0f;
     group.set_grads(g);
     group.set_hyper(ir::kGradScaleHyper, 65536);
+    // found_inf, what a GradScaler found elsewhere, skips a step whose gradients are finite.
+    group.set_hyper(ir::kFoundInfHyper, 1);
+    const auto finite_before = group.buffers;
+    EXPECT_FALSE(interpreter.step(group.tensors, group.hypers, 2));
+    EXPECT_EQ(group.buffers, finite_before);
+    group.set_hyper(ir::kFoundInfHyper, 0);
     EXPECT_TRUE(interpreter.step(group.tensors, group.hypers, 2));
   }
 }
