@@ -1097,8 +1097,10 @@ void Optimizer::set_scalar(size_t index, const std::string& name, double value) 
 
 // The file: magic, version, the kernel's configuration name, the names of its hypers,
 // states and scalars (so a file of a same-named but different rule is refused), the hyper
-// values, then per tensor its size, step count, scalars and, per state, whether the user
-// filled it before the first step and its values; then the checksum.
+// values, then per tensor its size, step count, whether its states were initialised (from
+// version 2; version 1 files imply it from a step count above 0, which set_step_count()
+// breaks), scalars and, per state, whether the user filled it before the first step and its
+// values; then the checksum.
 void Optimizer::save(const std::string& path) const {
   const Impl& impl = *impl_;
   const ir::Kernel& ir = *impl.ir;
@@ -1122,6 +1124,7 @@ void Optimizer::save(const std::string& path) const {
     const Tensor& tensor = impl.tensors[i];
     out.i64(tensor.numel);
     out.i64(impl.steps[i]);
+    out.u8(tensor.initialized ? 1 : 0);
     for (double v : tensor.scalars) out.f64(v);
     const size_t n = static_cast<size_t>(tensor.numel);
     for (size_t b = 0; b < ir.buffers.size(); ++b) {
@@ -1191,6 +1194,7 @@ void Optimizer::load(const std::string& path) {
   }
   struct Staged {
     int64_t t = 0;
+    bool initialized = false;
     std::vector<double> scalars;
     std::vector<std::pair<bool, const char*>> states;  ///< (filled, bytes), per state
   };
@@ -1205,6 +1209,13 @@ void Optimizer::load(const std::string& path) {
     Staged& s = staged[i];
     s.t = in.i64();
     if (s.t < 0) in.damaged("tensor " + std::to_string(i) + " has a negative step count");
+    if (in.version() >= 2) {
+      const uint8_t initialized = in.u8();
+      if (initialized > 1) in.damaged("an initialised flag is neither 0 nor 1");
+      s.initialized = initialized == 1;
+    } else {
+      s.initialized = s.t > 0;
+    }
     for (size_t k = 0; k < ir.scalars.size(); ++k) s.scalars.push_back(in.f64());
     for (size_t b = 0; b < ir.buffers.size(); ++b) {
       if (ir.buffers[b].role != ir::BufferRole::kState) continue;
@@ -1221,9 +1232,9 @@ void Optimizer::load(const std::string& path) {
     Tensor& tensor = impl.tensors[i];
     Staged& s = staged[i];
     impl.steps[i] = s.t;
-    // A saved tensor that has stepped had its states initialised; one that has not gets
-    // the rule's initial values (where not filled) on its first step, as before saving.
-    tensor.initialized = s.t > 0;
+    // A tensor saved before its states were initialised gets the rule's initial values
+    // (where not filled) on its next step, as it would have without saving.
+    tensor.initialized = s.initialized;
     impl.maybe_uninitialized = true;
     tensor.scalars = std::move(s.scalars);
     size_t k = 0;

@@ -97,10 +97,11 @@ StateReader::StateReader(const std::string& path) : path_(path) {
   }
   end_ = data_.size() - sizeof(uint64_t);
   position_ = kStateMagic.size();
-  const uint32_t version = u32();
-  if (version != kStateFormatVersion) {
+  version_ = u32();
+  if (version_ < kOldestStateFormatVersion || version_ > kStateFormatVersion) {
     throw UserError("'" + path + "' uses optimizer state format version " +
-                    std::to_string(version) + "; this fuseopt reads version " +
+                    std::to_string(version_) + "; this fuseopt reads versions " +
+                    std::to_string(kOldestStateFormatVersion) + " to " +
                     std::to_string(kStateFormatVersion));
   }
   uint64_t stored = 0;

@@ -14,7 +14,9 @@ namespace fuseopt::runtime {
 
 /// "FUSEOPT" and a format byte; the version follows as a u32.
 inline constexpr std::string_view kStateMagic{"FUSEOPTS", 8};
-inline constexpr uint32_t kStateFormatVersion = 1;
+/// Version 2 added each tensor's "states initialised" flag; version 1 files still load.
+inline constexpr uint32_t kStateFormatVersion = 2;
+inline constexpr uint32_t kOldestStateFormatVersion = 1;
 
 /// FNV-1a 64, continued from `hash`.
 uint64_t fnv1a64(const void* data, size_t size, uint64_t hash = 0xcbf29ce484222325ULL);
@@ -67,6 +69,7 @@ class StateReader {
   /// True when everything before the checksum has been read.
   bool at_end() const { return position_ == end_; }
   const std::string& path() const { return path_; }
+  uint32_t version() const { return version_; }
   [[noreturn]] void damaged(const std::string& detail) const;
 
  private:
@@ -74,6 +77,7 @@ class StateReader {
   std::vector<char> data_;
   size_t position_ = 0;
   size_t end_ = 0;  ///< where the checksum starts
+  uint32_t version_ = 0;
 };
 
 }  // namespace fuseopt::runtime

@@ -13,6 +13,7 @@
 
 #include "rules/builtin_rules.h"
 #include "runtime/cpu_binary.h"
+#include "runtime/state_file.h"
 #include "support/error.h"
 #include "tests/runtime/test_group.h"
 
@@ -572,6 +573,50 @@ TEST(Optimizer, SaveKeepsStatesFilledBeforeTheFirstStep) {
   a.step();
   b.step();
   EXPECT_EQ(snapshot(a), snapshot(b));
+}
+
+TEST(Optimizer, SaveBeforeTheStatesAreInitialisedKeepsThemPending) {
+  // A step count restored from elsewhere (set_step_count) before any step: the states were
+  // never initialised, and must be on the first step after loading too, not left at zero.
+  TempDir dir;
+  auto kernel = runtime::make_interpreter_kernel(compile_kernel("adagrad"), 100);
+  Optimizer a = make_group(kernel, {8});
+  a.set_hyper("initial_accumulator_value", 0.5);
+  a.set_step_count(0, 7);
+  a.save(dir.file("s"));
+  Optimizer b = make_group(kernel, {8});
+  b.load(dir.file("s"));
+  EXPECT_EQ(b.step_count(0), 7);
+  fill_grads(a, 8);
+  fill_grads(b, 8);
+  a.step();
+  b.step();
+  EXPECT_EQ(snapshot(a), snapshot(b));
+
+  // Version 1 files (no flag) still load, the flag implied by the step count.
+  Optimizer stepped = make_group(kernel, {8});
+  fill_grads(stepped, 1);
+  stepped.step();
+  stepped.save(dir.file("v2"));
+  std::string bytes = read_bytes(dir.file("v2"));
+  // Drop the flag byte that follows the tensor's size and step count (the file's only
+  // tensor: its 16 bytes end right before it), rewrite the version and the checksum.
+  const std::string name = kernel->ir.config_name();
+  size_t at = bytes.find(name);
+  ASSERT_NE(at, std::string::npos);
+  at = bytes.find(std::string("\x08\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0", 16), at);
+  ASSERT_NE(at, std::string::npos);
+  ASSERT_EQ(bytes[at + 16], 1);
+  bytes.erase(at + 16, 1);
+  bytes[8] = 1;
+  bytes.resize(bytes.size() - 8);
+  const uint64_t checksum = runtime::fnv1a64(bytes.data(), bytes.size());
+  bytes.append(reinterpret_cast<const char*>(&checksum), sizeof checksum);
+  write_bytes(dir.file("v1"), bytes);
+  Optimizer old = make_group(kernel, {8});
+  old.load(dir.file("v1"));
+  EXPECT_EQ(old.step_count(0), 1);
+  EXPECT_EQ(old.read_state(0, "sum"), stepped.read_state(0, "sum"));
 }
 
 TEST(Optimizer, BadStateFilesAreRefusedAndChangeNothing) {
