@@ -3,10 +3,13 @@
 # H200 with 16 cores):
 #   1. build    the release preset's GPU targets (gpu_test, gpu_bench, pack_gpu_test), -j16
 #   2. tests    ctest -L gpu: every rule and option combination on the GPU against the
-#               interpreter, misaligned and aliased buffers, bitwise-identical repeats;
+#               interpreter, misaligned and aliased buffers, bitwise-identical repeats; bf16
+#               and f16 storage (nearest and stochastic) through the Optimizer, bit for bit;
 #               CUDA kernel packs (exact-SM cubin, else PTX) in fuseopt-pack-run and the API
 #   3. bench    build/release/tests/gpu/gpu_bench: fp32 Adam at 2^28 elements against the
-#               device-to-device copy bandwidth measured in the same process, 16384 tensors of
+#               device-to-device copy bandwidth measured in the same process, bf16 Adam at the
+#               same size (param+grad bf16 with f32 states; all bf16, nearest and with a
+#               stochastic param: bytes per element and fraction of copy), 16384 tensors of
 #               4096 elements, NVRTC time per rule
 #   4. torch    tests/gpu/torch_gpu_bench.py: torch.optim.Adam fused=True and foreach=True
 #               at the same sizes (skipped when torch is not installed)
@@ -151,7 +154,16 @@ row "build (release preset, -j$JOBS)" "$(fmt_duration "$build_seconds")" "" "ok"
 row "ctest -L gpu" "${tests_line:-no result}, $skipped skipped" "all pass" "$tests_status"
 row "device-to-device copy bandwidth" "${copy:-?} GB/s" "" ""
 row "Adam fp32 2^28: fraction of copy, best shape" "${fraction:-?} ($(word adam_2p28_best_shape))" ">= 0.90" "$s_fraction"
-row "Adam fp32 2^28: fraction of copy, default" "${default_fraction:-?}" "" ""
+row "Adam fp32 2^28: fraction of copy, default" "${default_fraction:-?} ($(value adam_2p28_bytes_per_element) B/element)" "" ""
+# bf16 Adam (default shape): bytes moved per element, fraction of copy bandwidth, ms/step.
+bf16_row() {
+  local fraction_value
+  fraction_value="$(value "$2_2p28_fraction_of_copy")"
+  row "$1" "${fraction_value:-?} ($(value "$2_2p28_bytes_per_element") B/el, $(value "$2_2p28_gpu_ms") ms)" "" ""
+}
+bf16_row "Adam bf16 p+g, f32 states: frac. of copy" adam_bf16pg
+bf16_row "Adam all bf16: fraction of copy" adam_bf16all
+bf16_row "Adam all bf16, stochastic param: frac." adam_bf16all_sr
 row "Adam 2^28 ms/step: ours / torch fused" "${ours_large:-?} / ${fused_large:-n/a} (${speedup_fused_large:-?}x)" ">= 1.0x" "$s_fused_large"
 row "Adam 2^28 ms/step: ours / torch foreach" "${ours_large:-?} / ${foreach_large:-n/a} (${speedup_foreach_large:-?}x)" ">= 1.0x" "$s_foreach_large"
 row "16384x4096 ms/step: ours / torch fused" "${ours_many:-?} / ${fused_many:-n/a} (${speedup_fused_many:-?}x)" ">= 1.2x" "$s_fused_many"

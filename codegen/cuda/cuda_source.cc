@@ -1,7 +1,10 @@
 // IR -> CUDA C. Each phase becomes an element function (the IR's DAG as straight-line f32
-// code, shared nodes computed once) and a kernel that walks the chunk map: 16-byte vector
-// loads where a chunk's pointers allow, a scalar loop otherwise and for the tail, and
-// per-chunk reduction partials combined in a fixed tree order.
+// code, shared nodes computed once) and a kernel that walks the chunk map: vector loads of
+// vector_width elements where a chunk's pointers allow (16 bytes of f32, 8 of bf16/f16), a
+// scalar loop otherwise and for the tail, and per-chunk reduction partials combined in a
+// fixed tree order. bf16 and f16 buffers hold two-byte elements: loads widen them exactly and
+// stores round them, to nearest even or stochastically, with the device functions of
+// storage_functions.h (the same bits as support/low_precision.h).
 #include "codegen/cuda/cuda_source.h"
 
 #include <charconv>
@@ -12,6 +15,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "codegen/cuda/storage_functions.h"
 #include "support/error.h"
 
 namespace fuseopt::codegen {
@@ -48,7 +52,7 @@ std::vector<LayoutStruct> table_structs(size_t buffer_count) {
         {"long long", "chunk_count", "i64", 8, 1}}},
       {"FuseoptTensor",
        "tensor",
-       {{"long long", "numel", "i64", 8, 1}, {"float*", "buffers", "ptr", 8, buffer_count}}},
+       {{"long long", "numel", "i64", 8, 1}, {"void*", "buffers", "ptr", 8, buffer_count}}},
       // Each chunk carries its buffers' addresses (the tensor's plus `start`), so a block
       // needs one load of table data per chunk, which it prefetches a chunk ahead.
       {"FuseoptChunk",
@@ -56,7 +60,7 @@ std::vector<LayoutStruct> table_structs(size_t buffer_count) {
        {{"unsigned int", "tensor", "u32", 4, 1},
         {"unsigned int", "count", "u32", 4, 1},
         {"long long", "start", "i64", 8, 1},
-        {"float*", "buffers", "ptr", 8, buffer_count}}},
+        {"void*", "buffers", "ptr", 8, buffer_count}}},
   };
 }
 
@@ -335,12 +339,15 @@ struct PhaseInfo {
   std::vector<std::string> store_values;
   std::vector<std::string> reduction_values;
   std::vector<std::string> statements;
+  bool stochastic = false;  // a store rounds stochastically: the kernel reads rounding_keys
 };
 
 class SourceGenerator {
  public:
   SourceGenerator(const ir::Kernel& kernel, const CudaLaunchShape& shape)
-      : kernel_(kernel), shape_(shape) {}
+      : kernel_(kernel), shape_(shape) {
+    for (const ir::BufferDecl& b : kernel_.buffers) narrow_ = narrow_ || b.storage != StorageType::kF32;
+  }
 
   CudaSource generate() {
     CudaSource source;
@@ -416,6 +423,7 @@ class SourceGenerator {
               " && alignof(" + s.c_name + ") == 8, \"tensor table layout\");");
     }
     w_.line();
+    if (narrow_) w_.pragma(cuda_storage_functions());
     w_.line("// ---- f32 arithmetic of ir/eval.cc ----");
     w_.line("// min and max propagate a NaN from either side, like the interpreter's.");
     w_.open("__device__ __forceinline__ float fuseopt_min(float a, float b) {");
@@ -482,6 +490,7 @@ class SourceGenerator {
       FUSEOPT_CHECK(store.value->type == ir::Type::kF32, "cuda codegen: a store must be f32");
       info.stores.push_back(buffer);
       info.store_values.push_back(emitter.value(store.value));
+      info.stochastic = info.stochastic || kernel_.buffers[static_cast<size_t>(buffer)].stochastic;
       used[static_cast<size_t>(buffer)] = true;
     }
     std::vector<bool> loaded(kernel_.buffers.size(), false);
@@ -539,7 +548,9 @@ class SourceGenerator {
   void element_call(const PhaseInfo& info, const std::string& index, const std::string& lane) {
     const ir::Phase& phase = kernel_.phases[info.index];
     std::vector<std::string> args = {"sc"};
-    for (int b : info.loads) args.push_back("a_" + identifier(buffer_name(b)) + index + lane);
+    for (int b : info.loads) {
+      args.push_back(cuda_widen_expression(storage(b), "a_" + identifier(buffer_name(b)) + index + lane));
+    }
     for (int b : info.stores) args.push_back("o_" + identifier(buffer_name(b)) + lane);
     for (size_t r = 0; r < phase.reductions.size(); ++r) args.push_back("r" + std::to_string(r));
     std::string call = element_name(info) + "(";
@@ -551,18 +562,39 @@ class SourceGenerator {
     }
   }
 
-  // The main loop's load type ("float" for a vector width of 1) or a single float.
+  StorageType storage(int b) const { return kernel_.buffers[static_cast<size_t>(b)].storage; }
+  bool stochastic(int b) const { return kernel_.buffers[static_cast<size_t>(b)].stochastic; }
+
+  // The element values' type in the main loop ("float" for a vector width of 1) or a single
+  // float: what the element function computes, whatever the storage.
   std::string vector_type(bool vector) const {
     if (!vector || shape_.vector_width == 1) return "float";
     return shape_.vector_width == 4 ? "float4" : "float2";
   }
 
-  // The pointer expression for buffer `b` seen as vectors or floats.
+  // How buffer `b` is loaded and stored: vectors (float4, or ushort4 = 8 bytes of bf16/f16)
+  // or single elements.
+  std::string memory_type(int b, bool vector) const {
+    if (storage(b) == StorageType::kF32) return vector_type(vector);
+    if (!vector || shape_.vector_width == 1) return cuda_storage_c_type(storage(b));
+    return shape_.vector_width == 4 ? "ushort4" : "ushort2";
+  }
+
+  // The pointer expression for buffer `b` seen as vectors or elements.
   std::string pointer(int b, bool vector, bool write) const {
     std::string p = "p_" + identifier(buffer_name(b));
     if (!vector || shape_.vector_width == 1) return p;
-    return "reinterpret_cast<" + std::string(write ? "" : "const ") + vector_type(true) + "*>(" +
-           p + ")";
+    return "reinterpret_cast<" + std::string(write ? "" : "const ") + memory_type(b, true) +
+           "*>(" + p + ")";
+  }
+
+  // The random word of element `offset` (an unsigned int expression: the element's index in
+  // its chunk) for a stochastic store to buffer `b`: rounding_random(key, chunk start +
+  // offset), with the index's upper half mixed once per chunk (kernel_function()). The low
+  // half wraps past 2^32 at most once in a chunk, which `n < chunk_low` detects.
+  void random_word(const std::string& name, const std::string& offset) {
+    w_.line("const unsigned int " + name + "_n = chunk_low + " + offset + ";");
+    w_.line("const unsigned int " + name + "_h = " + name + "_n < chunk_low ? high_next : high_first;");
   }
 
   // The element calls for item `i` (a vector or one float) whose loads are in a_NAME`index`,
@@ -578,14 +610,46 @@ class SourceGenerator {
       }
       w_.line(decl + ";");
     }
-    if (!vector || shape_.vector_width == 1) {
+    static const char* const kLanes[] = {".x", ".y", ".z", ".w"};
+    const bool lanes = vector && shape_.vector_width > 1;
+    const int count = lanes ? shape_.vector_width : 1;
+    if (!lanes) {
       element_call(info, index, "");
     } else {
-      static const char* const kLanes[] = {".x", ".y", ".z", ".w"};
-      for (int lane = 0; lane < shape_.vector_width; ++lane) element_call(info, index, kLanes[lane]);
+      for (int lane = 0; lane < count; ++lane) element_call(info, index, kLanes[lane]);
+    }
+    if (info.stochastic) {
+      // Each element's index in the chunk: i counts vectors on the vector path.
+      for (int lane = 0; lane < count; ++lane) {
+        const std::string offset =
+            lanes ? "i * " + std::to_string(count) + "u + " + std::to_string(lane) + "u" : "i";
+        random_word("rnd" + std::to_string(lane), offset);
+      }
     }
     for (int b : info.stores) {
-      w_.line(pointer(b, vector, true) + "[i] = o_" + identifier(buffer_name(b)) + ";");
+      const std::string name = identifier(buffer_name(b));
+      if (storage(b) == StorageType::kF32) {
+        w_.line(pointer(b, vector, true) + "[i] = o_" + name + ";");
+        continue;
+      }
+      // Rounded lane by lane into the two-byte vector, which is stored in one access.
+      auto rounded = [&](int lane) {
+        const std::string value = "o_" + name + (lanes ? kLanes[lane] : "");
+        const std::string l = std::to_string(lane);
+        const std::string random = stochastic(b) ? "fuseopt_rounding_random_split(key_" + name +
+                                                       ", rnd" + l + "_n, rnd" + l + "_h)"
+                                                 : "";
+        return cuda_round_expression(storage(b), value, stochastic(b), random);
+      };
+      if (!lanes) {
+        w_.line(pointer(b, vector, true) + "[i] = " + rounded(0) + ";");
+        continue;
+      }
+      w_.line(memory_type(b, true) + " s_" + name + ";");
+      for (int lane = 0; lane < count; ++lane) {
+        w_.line("s_" + name + kLanes[lane] + " = " + rounded(lane) + ";");
+      }
+      w_.line(pointer(b, vector, true) + "[i] = s_" + name + ";");
     }
   }
 
@@ -598,7 +662,7 @@ class SourceGenerator {
         std::to_string(shape_.elements_per_thread / shape_.vector_width) + "u";
     const std::string index = "base + u * " + std::to_string(shape_.block_size) + "u + threadIdx.x";
     for (int b : info.loads) {
-      w_.line(vector_type(true) + " a_" + identifier(buffer_name(b)) + "[" + per_thread + "];");
+      w_.line(memory_type(b, true) + " a_" + identifier(buffer_name(b)) + "[" + per_thread + "];");
     }
     w_.pragma("#pragma unroll");
     w_.open("for (unsigned int u = 0; u < " + per_thread + "; ++u) {");
@@ -623,7 +687,7 @@ class SourceGenerator {
     w_.open("for (unsigned int i = " + start + " + threadIdx.x; i < " + limit + "; i += " +
             std::to_string(shape_.block_size) + "u) {");
     for (int b : info.loads) {
-      w_.line("const " + vector_type(vector) + " a_" + identifier(buffer_name(b)) + " = " +
+      w_.line("const " + memory_type(b, vector) + " a_" + identifier(buffer_name(b)) + " = " +
               pointer(b, vector, false) + "[i];");
     }
     compute_and_store(info, vector, "");
@@ -637,9 +701,15 @@ class SourceGenerator {
     const int warps = shape_.block_size / 32;
     w_.line("// Phase " + std::to_string(info.index) +
             " over the whole group: blocks stride over the chunk map, one chunk at a time.");
-    w_.line("extern \"C\" __global__ void __launch_bounds__(" + block + ") " + info.function + "(");
+    // With two-byte buffers ptxas's own register target (without a minimum block count)
+    // stops at 64 registers and spills a few bytes; asking for one resident block lets it use
+    // what it needs (80 for bf16 Adam at the default shape) and never spill. f32 kernels keep
+    // the plain bound their tuning was measured with.
+    const std::string bounds = narrow_ ? block + ", 1" : block;
+    w_.line("extern \"C\" __global__ void __launch_bounds__(" + bounds + ") " + info.function + "(");
     w_.line("    const FuseoptTable* __restrict__ table, const float* __restrict__ scalars,");
-    w_.line("    unsigned int scalar_stride, double* __restrict__ partials) {");
+    w_.line("    unsigned int scalar_stride, double* __restrict__ partials,");
+    w_.line("    const unsigned int* __restrict__ rounding_keys) {");
     w_.indent();
     if (reductions > 0) {
       w_.line("__shared__ double warp_partials[" + std::to_string(reductions) + "][" +
@@ -653,6 +723,7 @@ class SourceGenerator {
       w_.line("(void)scalar_stride;");
     }
     if (reductions == 0) w_.line("(void)partials;");
+    if (!info.stochastic) w_.line("(void)rounding_keys;");
     w_.open("for (unsigned int c = blockIdx.x; c < chunk_count; c += gridDim.x) {");
     w_.line("const FuseoptChunk& chunk = chunks[c];");
     w_.line("if (c + gridDim.x < chunk_count) fuseopt_prefetch_l2(&chunks[c + gridDim.x]);");
@@ -665,7 +736,23 @@ class SourceGenerator {
       }
     }
     for (int b : info.buffers) {
-      w_.line("float* p_" + identifier(buffer_name(b)) + " = chunk.buffers[" + std::to_string(b) + "];");
+      const std::string type = cuda_storage_c_type(storage(b));
+      w_.line(type + "* p_" + identifier(buffer_name(b)) + " = static_cast<" + type +
+              "*>(chunk.buffers[" + std::to_string(b) + "]);");
+    }
+    if (info.stochastic) {
+      // Element n of the chunk draws rounding_random(key, start + n): the keys are per tensor
+      // and buffer (uploaded every step), the mix of the index's upper half per chunk.
+      w_.line("const unsigned long long chunk_start = static_cast<unsigned long long>(chunk.start);");
+      w_.line("const unsigned int chunk_low = static_cast<unsigned int>(chunk_start);");
+      w_.line("const unsigned int high_first = fuseopt_rounding_index_high(static_cast<unsigned int>(chunk_start >> 32));");
+      w_.line("const unsigned int high_next = fuseopt_rounding_index_high(static_cast<unsigned int>(chunk_start >> 32) + 1u);");
+      for (int b : info.stores) {
+        if (!stochastic(b)) continue;
+        w_.line("const unsigned int key_" + identifier(buffer_name(b)) +
+                " = rounding_keys[static_cast<unsigned long long>(chunk.tensor) * " +
+                std::to_string(kernel_.buffers.size()) + "u + " + std::to_string(b) + "u];");
+      }
     }
     for (size_t r = 0; r < reductions; ++r) {
       w_.line("double acc" + std::to_string(r) + " = " + reduce_identity_text(phase.reductions[r].op) + ";");
@@ -676,15 +763,26 @@ class SourceGenerator {
       const std::string per_iteration =
           std::to_string(shape_.block_size * (shape_.elements_per_thread / width)) + "u";
       if (width > 1) {
-        std::string bits;
-        for (int b : info.buffers) {
-          bits += (bits.empty() ? "" : " | ") +
-                  std::string("reinterpret_cast<unsigned long long>(p_") +
-                  identifier(buffer_name(b)) + ")";
+        // Every pointer aligned to its vector's size (4 * width bytes for f32, 2 * width for
+        // bf16/f16), one mask per element size.
+        std::string test;
+        std::string sizes;
+        for (int bytes : {4, 2}) {
+          std::string bits;
+          for (int b : info.buffers) {
+            if (storage_type_bytes(storage(b)) != bytes) continue;
+            bits += (bits.empty() ? "" : " | ") +
+                    std::string("reinterpret_cast<unsigned long long>(p_") +
+                    identifier(buffer_name(b)) + ")";
+          }
+          if (bits.empty()) continue;
+          test += (test.empty() ? "" : " | ") + std::string("((") + bits + ") & " +
+                  std::to_string(bytes * width - 1) + "u)";
+          sizes += (sizes.empty() ? "" : ", ") + std::to_string(bytes * width) + "-byte";
         }
-        w_.line("// " + std::to_string(4 * width) + "-byte aligned chunks: vectors of " +
-                std::to_string(width) + ", full iterations unrolled, then one vector per thread.");
-        w_.open("if (((" + bits + ") & " + std::to_string(4 * width - 1) + "u) == 0) {");
+        w_.line("// Aligned chunks (" + sizes + " vectors): vectors of " + std::to_string(width) +
+                ", full iterations unrolled, then one vector per thread.");
+        w_.open("if ((" + test + ") == 0) {");
       } else {
         w_.line("// Full iterations unrolled, then one element per thread.");
         w_.open("{");
@@ -734,6 +832,7 @@ class SourceGenerator {
 
   const ir::Kernel& kernel_;
   CudaLaunchShape shape_;
+  bool narrow_ = false;  // a bf16 or f16 buffer
   Writer w_;
 };
 
@@ -753,7 +852,7 @@ std::string cuda_table_layout(size_t buffer_count) {
     }
     out += "}=" + std::to_string(size);
   }
-  out += " scalars:f32[tensor*stride+i] partials:f64[chunk*reductions+r]";
+  out += " scalars:f32[tensor*stride+i] partials:f64[chunk*reductions+r] keys:u32[tensor*buffers+b]";
   return out;
 }
 
@@ -761,17 +860,6 @@ CudaSource generate_cuda_source(const ir::Kernel& kernel, const CudaLaunchShape&
   shape.validate();
   FUSEOPT_CHECK(kernel.is_split, "cuda codegen needs a kernel split into phases (ir::optimize)");
   FUSEOPT_CHECK(!kernel.phases.empty(), "cuda codegen: a kernel has at least one phase");
-  for (const ir::BufferDecl& buffer : kernel.buffers) {
-    switch (buffer.storage) {
-      case ir::StorageType::kF32:
-        break;
-      case ir::StorageType::kBF16:
-      case ir::StorageType::kF16:
-        throw UserError(std::string("the cuda backend does not store ") +
-                        ir::spelling(buffer.storage) + " yet (buffer '" + buffer.name +
-                        "' of rule '" + kernel.rule + "'); the interp backend does");
-    }
-  }
   return SourceGenerator(kernel, shape).generate();
 }
 

@@ -14,12 +14,18 @@ namespace fuseopt::codegen {
 /// A generated CUDA C translation unit.
 ///
 /// Phase k's function is `extern "C" __global__ void NAME(const FuseoptTable* table,
-/// const float* scalars, unsigned int scalar_stride, double* partials)`:
+/// const float* scalars, unsigned int scalar_stride, double* partials,
+/// const unsigned int* rounding_keys)`:
 ///   - `table`: the device tensor table (header, tensors, chunk map; cuda_table_layout());
 ///   - `scalars`: per tensor, ir::phase_scalar_inputs(phase) rounded to f32 (booleans 0 or
 ///     1), row `tensor * scalar_stride` (a stride of 0 shares one row between all tensors);
 ///   - `partials`: out, `chunk_count x reductions` doubles, each chunk's partial result
-///     combined in a fixed order (unused when the phase has no reductions).
+///     combined in a fixed order (unused when the phase has no reductions);
+///   - `rounding_keys`: per tensor, one rounding stream key per buffer (`tensor * buffers +
+///     buffer`; GroupArgs::rounding_keys), read only by phases with a stochastic store (may
+///     be null otherwise).
+/// Buffer b's table pointers address elements of kernel.buffers[b].storage: float for f32,
+/// the 16-bit patterns of support/low_precision.h for bf16 and f16.
 /// Launch: block = shape.block_size threads, any grid (blocks stride over the chunks), no
 /// dynamic shared memory.
 struct CudaSource {

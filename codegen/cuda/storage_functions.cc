@@ -88,6 +88,18 @@ __device__ __forceinline__ unsigned int fuseopt_mix32(unsigned int x) {
   return x;
 }
 
+// rounding_random(key, index) split at the index's 32-bit halves: `high` is
+// fuseopt_rounding_index_high(index >> 32), a constant over most chunks, so kernels compute
+// it once per chunk and each element costs two mix32 calls.
+__device__ __forceinline__ unsigned int fuseopt_rounding_index_high(unsigned int upper) {
+  return fuseopt_mix32(upper ^ 0x85ebca6bu);
+}
+
+__device__ __forceinline__ unsigned int fuseopt_rounding_random_split(unsigned int key, unsigned int low,
+                                                                      unsigned int high) {
+  return fuseopt_mix32(key ^ fuseopt_mix32(low ^ high));
+}
+
 // rounding_random(key, index) for index < 2^32.
 __device__ __forceinline__ unsigned int fuseopt_rounding_random(unsigned int key, unsigned int index) {
   return fuseopt_mix32(key ^ fuseopt_mix32(index ^ )CUDA" +

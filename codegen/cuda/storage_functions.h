@@ -19,6 +19,11 @@ namespace fuseopt::codegen {
 ///                  fuseopt_float_to_f16_sr(float, unsigned int);
 ///   unsigned int fuseopt_mix32(unsigned int), fuseopt_rounding_random(unsigned int key,
 ///                                                                    unsigned int index);
+///   unsigned int fuseopt_rounding_index_high(unsigned int upper) (rounding_index_high of an
+///     index whose upper 32 bits are `upper`),
+///   unsigned int fuseopt_rounding_random_split(unsigned int key, unsigned int low,
+///     unsigned int high) (rounding_random(key, index) for low = the index's lower 32 bits and
+///     high = fuseopt_rounding_index_high(its upper 32 bits)).
 const std::string& cuda_storage_functions();
 
 /// The C type a buffer of `type` is stored as in generated CUDA: "float" or "unsigned short".

@@ -50,6 +50,9 @@ class CudaDevice {
   /// Sets `count` 32-bit words at `destination` (4-byte aligned) to `value`. The default
   /// uploads them from the host.
   virtual void fill_words(CudaDevicePtr destination, uint32_t value, size_t count) const;
+  /// Sets `count` 16-bit elements at `destination` (2-byte aligned) to `value` (bf16 and f16
+  /// buffers). The default uploads them from the host.
+  virtual void fill_halves(CudaDevicePtr destination, uint16_t value, size_t count) const;
   /// Waits for all queued work; reports errors of earlier launches.
   virtual void synchronize() const = 0;
 

@@ -224,6 +224,7 @@ struct CudaDriver::Api {
   CUresult (*MemcpyDtoH)(void*, CUdeviceptr, size_t) = nullptr;
   CUresult (*MemcpyDtoD)(CUdeviceptr, CUdeviceptr, size_t) = nullptr;
   CUresult (*MemsetD8)(CUdeviceptr, unsigned char, size_t) = nullptr;
+  CUresult (*MemsetD16)(CUdeviceptr, unsigned short, size_t) = nullptr;
   CUresult (*MemsetD32)(CUdeviceptr, unsigned int, size_t) = nullptr;
   CUresult (*EventCreate)(CUevent*, unsigned) = nullptr;
   CUresult (*EventDestroy)(CUevent) = nullptr;
@@ -294,6 +295,7 @@ std::unique_ptr<CudaDriver> CudaDriver::open(const std::string& library, int dev
   resolve(a.handle, {"cuMemcpyDtoH_v2"}, a.MemcpyDtoH, library);
   resolve(a.handle, {"cuMemcpyDtoD_v2"}, a.MemcpyDtoD, library);
   resolve(a.handle, {"cuMemsetD8_v2"}, a.MemsetD8, library);
+  resolve(a.handle, {"cuMemsetD16_v2"}, a.MemsetD16, library);
   resolve(a.handle, {"cuMemsetD32_v2"}, a.MemsetD32, library);
   resolve(a.handle, {"cuEventCreate"}, a.EventCreate, library);
   resolve(a.handle, {"cuEventDestroy_v2", "cuEventDestroy"}, a.EventDestroy, library);
@@ -429,6 +431,12 @@ void CudaDriver::fill_bytes(CudaDevicePtr destination, uint8_t value, size_t byt
   check(api_->MemsetD8(destination, value, bytes), "cuMemsetD8");
 }
 
+void CudaDriver::fill_halves(CudaDevicePtr destination, uint16_t value, size_t count) const {
+  if (count == 0) return;
+  make_current();
+  check(api_->MemsetD16(destination, value, count), "cuMemsetD16");
+}
+
 void CudaDriver::fill_words(CudaDevicePtr destination, uint32_t value, size_t count) const {
   if (count == 0) return;
   make_current();
@@ -560,6 +568,12 @@ void CudaDevice::fill_words(CudaDevicePtr destination, uint32_t value, size_t co
   if (count == 0) return;
   const std::vector<uint32_t> words(count, value);
   copy_to_device(destination, words.data(), count * sizeof(uint32_t));
+}
+
+void CudaDevice::fill_halves(CudaDevicePtr destination, uint16_t value, size_t count) const {
+  if (count == 0) return;
+  const std::vector<uint16_t> halves(count, value);
+  copy_to_device(destination, halves.data(), count * sizeof(uint16_t));
 }
 
 CudaBuffer::CudaBuffer(const CudaDevice& device, size_t bytes)

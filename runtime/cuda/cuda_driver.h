@@ -57,6 +57,7 @@ class CudaDriver final : public CudaDevice {
   void copy_to_host(void* destination, CudaDevicePtr source, size_t bytes) const override;
   void copy_on_device(CudaDevicePtr destination, CudaDevicePtr source, size_t bytes) const override;
   void fill_words(CudaDevicePtr destination, uint32_t value, size_t count) const override;
+  void fill_halves(CudaDevicePtr destination, uint16_t value, size_t count) const override;
   void fill_bytes(CudaDevicePtr destination, uint8_t value, size_t bytes) const;
 
   // ---- Code ------------------------------------------------------------------------------

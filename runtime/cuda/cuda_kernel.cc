@@ -1,6 +1,14 @@
 // The group phases of a loaded CUDA kernel. All phases of one kernel share one device-side
-// state: the tensor tables of recent groups (by group_version), the scalar rows and the
-// partials, guarded by one mutex (the device work is serialised on one stream anyway).
+// state: the tensor tables of recent groups (by group_version), the scalar rows, the
+// rounding keys and the partials, guarded by one mutex (the device work is serialised on one
+// stream anyway).
+//
+// Rounding keys (kernels with stochastic stores) travel in their own small device array,
+// tensor_count x buffer count words, not in the tensor table: they change every step (they
+// depend on each tensor's step count), while the table changes only with the group, and
+// re-uploading the table (a chunk entry per 64K elements, each with every buffer's address)
+// would cost far more than the keys. A chunk reads its tensor's keys once; phases of one
+// step share one upload (it is skipped when the keys equal the last ones sent).
 #include "runtime/cuda/cuda_kernel.h"
 
 #include <algorithm>
@@ -30,8 +38,10 @@ struct DeviceTable {
 
 class GroupState {
  public:
-  GroupState(const CudaDevice& device, int64_t chunk_elements, size_t buffer_count)
-      : device_(device), chunk_elements_(chunk_elements), buffer_count_(buffer_count) {}
+  GroupState(const CudaDevice& device, int64_t chunk_elements, std::vector<int> element_bytes)
+      : device_(device),
+        chunk_elements_(chunk_elements),
+        element_bytes_(std::move(element_bytes)) {}
 
   std::mutex mutex;
 
@@ -46,7 +56,7 @@ class GroupState {
       }
     }
     CudaTensorTable host = build_tensor_table(args.tensor_count, args.numels, args.buffers,
-                                              buffer_count_, chunk_elements_);
+                                              element_bytes_, chunk_elements_);
     // Reuse the memory of an unversioned table, or of the least recently used one when
     // enough are kept. Overwriting needs no wait: the copy is ordered after the launches
     // that read the old contents (all on the default stream).
@@ -79,6 +89,20 @@ class GroupState {
   // the next copy after the kernel that reads it).
   CudaDevicePtr scalars(size_t bytes) { return grow(scalars_, bytes); }
   CudaDevicePtr partials(size_t bytes) { return grow(partials_, bytes); }
+  // The device copy of `args`' rounding keys (tensor_count x buffer count).
+  CudaDevicePtr rounding_keys(const GroupArgs& args) {
+    FUSEOPT_CHECK(
+        args.rounding_keys != nullptr,
+        "run_group: the kernel rounds stochastically but GroupArgs::rounding_keys is null");
+    const size_t count = args.tensor_count * element_bytes_.size();
+    const CudaDevicePtr device_keys = grow(keys_, std::max<size_t>(count, 1) * sizeof(uint32_t));
+    if (!std::equal(args.rounding_keys, args.rounding_keys + count, sent_keys_.begin(),
+                    sent_keys_.end())) {
+      device_.copy_to_device(device_keys, args.rounding_keys, count * sizeof(uint32_t));
+      sent_keys_.assign(args.rounding_keys, args.rounding_keys + count);
+    }
+    return device_keys;
+  }
   std::vector<double>& host_partials() { return host_partials_; }
   const CudaDevice& device() const { return device_; }
 
@@ -86,31 +110,37 @@ class GroupState {
   CudaDevicePtr grow(CudaBuffer& buffer, size_t bytes) {
     if (buffer.bytes() < bytes) {
       device_.synchronize();  // freeing memory a queued kernel may still use
+      const size_t size = std::max(bytes, 2 * buffer.bytes());
       buffer = CudaBuffer();
-      buffer = CudaBuffer(device_, std::max(bytes, 2 * buffer.bytes()));
+      buffer = CudaBuffer(device_, size);
+      if (&buffer == &keys_) sent_keys_.clear();  // new memory holds no keys yet
     }
     return buffer.get();
   }
 
   const CudaDevice& device_;
   int64_t chunk_elements_;
-  size_t buffer_count_;
-  std::list<DeviceTable> tables_;  // most recently used first
+  std::vector<int> element_bytes_;  // per buffer: 4 (f32) or 2 (bf16, f16)
+  std::list<DeviceTable> tables_;   // most recently used first
   CudaBuffer scalars_;
   CudaBuffer partials_;
+  CudaBuffer keys_;
+  std::vector<uint32_t> sent_keys_;  // what keys_ holds
   std::vector<double> host_partials_;
 };
 
 class CudaGroupPhase final : public GroupPhaseKernel {
  public:
   CudaGroupPhase(std::shared_ptr<GroupState> state, CudaFunction function, int block_size,
-                 int grid_cap, size_t scalar_count, std::vector<ir::ReduceOp> reductions)
+                 int grid_cap, size_t scalar_count, std::vector<ir::ReduceOp> reductions,
+                 bool reads_keys)
       : state_(std::move(state)),
         function_(function),
         block_size_(block_size),
         grid_cap_(grid_cap),
         scalar_count_(scalar_count),
-        reductions_(std::move(reductions)) {}
+        reductions_(std::move(reductions)),
+        reads_keys_(reads_keys) {}
 
   void run_group(const GroupArgs& args) const override {
     GroupState& state = *state_;
@@ -150,8 +180,9 @@ class CudaGroupPhase final : public GroupPhaseKernel {
     if (!reductions_.empty()) {
       partials = state.partials(table.chunk_count * reductions_.size() * sizeof(double));
     }
+    CudaDevicePtr keys = reads_keys_ ? state.rounding_keys(args) : 0;
     CudaDevicePtr table_address = table.memory.get();
-    void* params[] = {&table_address, &scalars, &stride, &partials};
+    void* params[] = {&table_address, &scalars, &stride, &partials, &keys};
     const size_t grid = std::min(table.chunk_count, static_cast<size_t>(grid_cap_));
     device.launch(function_, static_cast<unsigned>(grid), static_cast<unsigned>(block_size_),
                   params);
@@ -184,6 +215,7 @@ class CudaGroupPhase final : public GroupPhaseKernel {
   int grid_cap_;
   size_t scalar_count_;
   std::vector<ir::ReduceOp> reductions_;
+  bool reads_keys_;  // the phase has a stochastic store
 };
 
 class CudaDeviceMemory final : public DeviceMemory {
@@ -202,8 +234,17 @@ class CudaDeviceMemory final : public DeviceMemory {
     device_.copy_on_device(address(destination), address(source), bytes);
   }
   void fill(void* destination, uint32_t bits, int element_bytes, size_t count) const override {
-    FUSEOPT_CHECK(element_bytes == 4, "the cuda backend fills only 4-byte elements so far");
-    device_.fill_words(address(destination), bits, count);
+    switch (element_bytes) {
+      case 4:
+        device_.fill_words(address(destination), bits, count);
+        return;
+      case 2:
+        device_.fill_halves(address(destination), static_cast<uint16_t>(bits & 0xffffu), count);
+        return;
+      default:
+        FUSEOPT_UNREACHABLE("DeviceMemory::fill: elements of " + std::to_string(element_bytes) +
+                            " bytes (4 or 2 expected)");
+    }
   }
   void synchronize() const override { device_.synchronize(); }
   std::string name() const override {
@@ -252,7 +293,12 @@ std::shared_ptr<const CompiledKernel> load_cuda_kernel(ir::Kernel kernel,
     throw UserError("CUDA binary " + binary.name + " has neither a cubin nor PTX");
   }
   CudaModule module = device.load_module(binary.cubin, binary.ptx);
-  auto state = std::make_shared<GroupState>(device, binary.chunk_elements, kernel.buffers.size());
+  std::vector<int> element_bytes;
+  for (size_t b = 0; b < kernel.buffers.size(); ++b) {
+    element_bytes.push_back(static_cast<int>(buffer_element_bytes(kernel, b)));
+  }
+  auto state =
+      std::make_shared<GroupState>(device, binary.chunk_elements, std::move(element_bytes));
 
   auto compiled = std::make_shared<CompiledKernel>();
   for (size_t p = 0; p < kernel.phases.size(); ++p) {
@@ -270,9 +316,15 @@ std::shared_ptr<const CompiledKernel> load_cuda_kernel(ir::Kernel kernel,
     }
     std::vector<ir::ReduceOp> reductions;
     for (const ir::Reduction& reduction : phase.reductions) reductions.push_back(reduction.op);
+    bool reads_keys = false;
+    for (const ir::Store& store : phase.stores) {
+      const int buffer = kernel.buffer_index(store.target);
+      reads_keys =
+          reads_keys || (buffer >= 0 && kernel.buffers[static_cast<size_t>(buffer)].stochastic);
+    }
     compiled->group_phases.push_back(std::make_shared<CudaGroupPhase>(
         state, function, binary.block_size, grid_cap, ir::phase_scalar_inputs(phase).size(),
-        std::move(reductions)));
+        std::move(reductions), reads_keys));
   }
   compiled->ir = std::move(kernel);
   compiled->device_memory = true;

@@ -35,11 +35,15 @@ std::shared_ptr<const DeviceMemory> make_cuda_device_memory(const CudaDevice& de
 /// Loads `binary`, compiled from `kernel`, on `device` (which must outlive the kernel). The
 /// returned kernel has one GroupPhaseKernel per phase, device_memory = true, `device` =
 /// make_cuda_device_memory(device) and backend "cuda":
-///   - GroupArgs::buffers are device pointers (4-byte aligned; 16-byte alignment takes the
-///     vector path); the tensor table is uploaded only when group_version changes (0 means
+///   - GroupArgs::buffers are device pointers to elements of each buffer's storage type
+///     (4-byte f32, 2-byte bf16/f16), aligned to the element size; a chunk whose pointers are
+///     all aligned to their vector size (16 bytes f32, 8 bytes bf16/f16 at vector width 4)
+///     takes the vector path; the tensor table is uploaded only when group_version changes (0 means
 ///     "unknown": upload every call); group_version must be unique in the process for a
 ///     given set of tensors and pointers, since kernels are shared between optimizers;
 ///   - the per-tensor scalars are uploaded on every call (one row when all rows are equal);
+///   - phases with stochastic stores read GroupArgs::rounding_keys (required for them) from a
+///     device array uploaded when the keys change (every step);
 ///   - one launch per phase on the legacy default stream; only phases with reductions wait
 ///     for the device, to read the per-chunk partials back and combine them per tensor in
 ///     chunk order (GroupArgs::partials). Other calls return once the kernel is queued.

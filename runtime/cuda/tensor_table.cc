@@ -56,7 +56,8 @@ std::string cuda_tensor_table_layout(size_t buffer_count) {
                          {"start", "i64", offsetof(CudaChunk, start), 0},
                          {"buffers", "ptr", sizeof(CudaChunk), buffer_count}},
                         cuda_chunk_entry_bytes(buffer_count));
-  out += " scalars:f32[tensor*stride+i] partials:f64[chunk*reductions+r]";
+  out +=
+      " scalars:f32[tensor*stride+i] partials:f64[chunk*reductions+r] keys:u32[tensor*buffers+b]";
   return out;
 }
 
@@ -83,9 +84,14 @@ std::vector<CudaChunk> make_chunk_map(std::span<const int64_t> numels, int64_t c
 }
 
 CudaTensorTable build_tensor_table(size_t tensor_count, const int64_t* numels, void* const* buffers,
-                                   size_t buffer_count, int64_t chunk_elements) {
+                                   std::span<const int> element_bytes, int64_t chunk_elements) {
   FUSEOPT_CHECK(tensor_count == 0 || (numels != nullptr && buffers != nullptr),
                 "build_tensor_table: null arrays");
+  const size_t buffer_count = element_bytes.size();
+  for (int bytes : element_bytes) {
+    FUSEOPT_CHECK(bytes == 4 || bytes == 2,
+                  "build_tensor_table: elements of " + std::to_string(bytes) + " bytes");
+  }
   CudaTensorTable table;
   table.tensor_count = tensor_count;
   table.buffer_count = buffer_count;
@@ -120,9 +126,10 @@ CudaTensorTable build_tensor_table(size_t tensor_count, const int64_t* numels, v
         throw UserError("tensor " + std::to_string(t) + ": buffer " + std::to_string(b) +
                         " is null");
       }
-      if (address % alignof(float) != 0) {
+      const auto size = static_cast<uint64_t>(element_bytes[b]);
+      if (address % size != 0) {
         throw UserError("tensor " + std::to_string(t) + ": buffer " + std::to_string(b) +
-                        " is not 4-byte aligned");
+                        " is not " + std::to_string(size) + "-byte aligned");
       }
       std::memcpy(at + sizeof(int64_t) + b * sizeof(uint64_t), &address, sizeof(address));
     }
@@ -134,7 +141,7 @@ CudaTensorTable build_tensor_table(size_t tensor_count, const int64_t* numels, v
     for (size_t b = 0; b < buffer_count; ++b) {
       const uint64_t address =
           reinterpret_cast<uint64_t>(buffers[chunk.tensor * buffer_count + b]) +
-          static_cast<uint64_t>(chunk.start) * sizeof(float);
+          static_cast<uint64_t>(chunk.start) * static_cast<uint64_t>(element_bytes[b]);
       std::memcpy(at + sizeof(CudaChunk) + b * sizeof(uint64_t), &address, sizeof(address));
     }
   }

@@ -54,11 +54,14 @@ struct CudaTensorTable {
   size_t bytes() const { return words.size() * sizeof(uint64_t); }
 };
 
-/// Builds the table of `tensor_count` tensors with `buffer_count` buffers each;
-/// `buffers` is tensor-major (tensor_count x buffer_count device addresses). Throws
-/// UserError for a negative size, a null or not 4-byte aligned buffer of a non-empty
-/// tensor, or a group too large for 32-bit chunk and tensor indices.
+/// Builds the table of `tensor_count` tensors with `element_bytes.size()` buffers each, buffer
+/// b holding elements of element_bytes[b] bytes (4 for f32, 2 for bf16 and f16; see
+/// runtime::buffer_element_bytes()); `buffers` is tensor-major (tensor_count x buffer count
+/// device addresses). A chunk's addresses are its tensor's plus `start` elements of each
+/// buffer's size. Throws UserError for a negative size, a null buffer of a non-empty tensor,
+/// a buffer not aligned to its element size, or a group too large for 32-bit chunk and tensor
+/// indices. (Vector alignment is the kernel's test, per chunk: see codegen/cuda.)
 CudaTensorTable build_tensor_table(size_t tensor_count, const int64_t* numels, void* const* buffers,
-                                   size_t buffer_count, int64_t chunk_elements);
+                                   std::span<const int> element_bytes, int64_t chunk_elements);
 
 }  // namespace fuseopt::runtime

@@ -7,7 +7,11 @@
 #include <cstring>
 #include <memory>
 
+#include "frontend/rule.h"
+#include "ir/grad_transform.h"
 #include "support/error.h"
+#include "tests/codegen_cuda/every_op_kernel.h"
+#include "tests/gpu/storage_checks.h"
 
 namespace fuseopt::emulation {
 namespace {
@@ -37,6 +41,7 @@ struct Block {
   const float* scalars = nullptr;
   unsigned int stride = 0;
   double* partials = nullptr;
+  const unsigned int* rounding_keys = nullptr;
 };
 
 Dim3 g_thread;
@@ -52,7 +57,7 @@ void yield(Wait wait) {
 
 void fiber_main() {
   Block& block = *g_current;
-  block.entry(block.table, block.scalars, block.stride, block.partials);
+  block.entry(block.table, block.scalars, block.stride, block.partials, block.rounding_keys);
   g_fiber->wait = Wait::kDone;
   swapcontext(&g_fiber->context, &block.scheduler);
 }
@@ -139,7 +144,8 @@ void run_block(Block& block, unsigned int index) {
 }
 
 void run_grid(KernelEntry entry, unsigned int grid, unsigned int block_size, const void* table,
-              const float* scalars, unsigned int stride, double* partials) {
+              const float* scalars, unsigned int stride, double* partials,
+              const unsigned int* rounding_keys) {
   FUSEOPT_CHECK(block_size % 32 == 0 && block_size > 0,
                 "emulation: block size must be a multiple of 32");
   g_grid = Dim3{grid};
@@ -149,6 +155,7 @@ void run_grid(KernelEntry entry, unsigned int grid, unsigned int block_size, con
   block.scalars = scalars;
   block.stride = stride;
   block.partials = partials;
+  block.rounding_keys = rounding_keys;
   block.fibers.resize(block_size);
   block.lanes[0].assign(block_size, 0.0);
   block.lanes[1].assign(block_size, 0.0);
@@ -236,9 +243,44 @@ void EmulatedDevice::launch(runtime::CudaFunction function, unsigned grid, unsig
   runtime::CudaDevicePtr scalars = *static_cast<runtime::CudaDevicePtr*>(args[1]);
   unsigned int stride = *static_cast<unsigned int*>(args[2]);
   runtime::CudaDevicePtr partials = *static_cast<runtime::CudaDevicePtr*>(args[3]);
+  runtime::CudaDevicePtr keys = *static_cast<runtime::CudaDevicePtr*>(args[4]);
   FUSEOPT_CHECK(grid > 0, "emulation: empty grid");
   run_grid(entry->second, grid, block, reinterpret_cast<const void*>(table),
-           reinterpret_cast<const float*>(scalars), stride, reinterpret_cast<double*>(partials));
+           reinterpret_cast<const float*>(scalars), stride, reinterpret_cast<double*>(partials),
+           reinterpret_cast<const unsigned int*>(keys));
+}
+
+
+Loaded prepare(const EmulatedKernel& emulated) {
+  Loaded loaded;
+  const std::string transform_suffix = "+grad_transform";
+  if (emulated.rule == "every_op") {
+    loaded.kernel = codegen::test::every_op_kernel();
+  } else if (std::string(emulated.rule).ends_with(transform_suffix)) {
+    std::string name = emulated.rule;
+    name.resize(name.size() - transform_suffix.size());
+    const frontend::Rule rule = frontend::load_rule(name);
+    loaded.kernel = rule.compile(rule.resolve_options(emulated.options));
+    ir::apply_grad_transform(loaded.kernel, {true, true});
+  } else {
+    const frontend::Rule rule = frontend::load_rule(emulated.rule);
+    loaded.kernel = rule.compile(rule.resolve_options(emulated.options));
+  }
+  gpu_testing::apply_storage(loaded.kernel, emulated.storage);
+  loaded.shape.block_size = emulated.block_size;
+  loaded.shape.elements_per_thread = emulated.elements_per_thread;
+  loaded.shape.vector_width = emulated.vector_width;
+  loaded.shape.chunk_elements = emulated.chunk_elements;
+  loaded.source = codegen::generate_cuda_source(loaded.kernel, loaded.shape);
+  runtime::CudaBinaryView& view = loaded.view;
+  view.name = loaded.kernel.config_name() + "_emulated_" + loaded.shape.spelling();
+  view.arch = "emulated";
+  view.ptx = loaded.source.text;  // the emulated device finds the kernel by its source
+  view.phase_functions = loaded.source.phase_functions;
+  view.block_size = loaded.shape.block_size;
+  view.chunk_elements = loaded.shape.chunk_elements;
+  view.table_layout = loaded.source.table_layout;
+  return loaded;
 }
 
 }  // namespace fuseopt::emulation

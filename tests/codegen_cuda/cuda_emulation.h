@@ -13,7 +13,10 @@
 #include <string_view>
 #include <vector>
 
+#include "codegen/cuda/cuda_source.h"
+#include "ir/kernel.h"
 #include "runtime/cuda/cuda_device.h"
+#include "runtime/cuda/cuda_kernel.h"
 
 namespace fuseopt::emulation {
 
@@ -29,12 +32,14 @@ double shuffle_down(double value, int offset);
 
 /// A phase function of an emulated kernel, with the generated signature's pointers untyped.
 using KernelEntry = void (*)(const void* table, const float* scalars, unsigned int stride,
-                             double* partials);
+                             double* partials, const unsigned int* rounding_keys);
 
 /// One generated file compiled into the test, with what made it.
 struct EmulatedKernel {
   std::string rule;  ///< a built-in rule, or "every_op" (tests/codegen_cuda/every_op_kernel.h)
   std::map<std::string, std::string> options;
+  /// CompileOptions::storage style: buffer -> "bf16", "f16 stochastic", ... (empty: all f32)
+  std::map<std::string, std::string> storage;
   int block_size = 0;
   int elements_per_thread = 0;
   int vector_width = 0;
@@ -47,9 +52,21 @@ struct EmulatedKernel {
 bool register_kernel(EmulatedKernel kernel);
 const std::vector<EmulatedKernel>& emulated_kernels();
 
+/// An emulated kernel ready for the loader: its IR rebuilt from rule, options and storage,
+/// its source generated again (equal to EmulatedKernel::source unless the build is stale),
+/// and the loader's view of it (the source as "PTX", which EmulatedDevice looks up).
+struct Loaded {
+  ir::Kernel kernel;
+  codegen::CudaLaunchShape shape;
+  codegen::CudaSource source;
+  runtime::CudaBinaryView view;
+};
+Loaded prepare(const EmulatedKernel& emulated);
+
 /// Runs `entry` over `grid` blocks of `block` threads, one block after another.
 void run_grid(KernelEntry entry, unsigned int grid, unsigned int block, const void* table,
-              const float* scalars, unsigned int stride, double* partials);
+              const float* scalars, unsigned int stride, double* partials,
+              const unsigned int* rounding_keys);
 
 /// A CudaDevice on the CPU. load_module() takes the generated source as its "PTX" and finds
 /// the kernel compiled from it.

@@ -25,6 +25,12 @@ struct alignas(16) float4 {
 struct alignas(8) float2 {
   float x, y;
 };
+struct alignas(8) ushort4 {
+  unsigned short x, y, z, w;
+};
+struct alignas(4) ushort2 {
+  unsigned short x, y;
+};
 
 inline float __int_as_float(unsigned int bits) {
   float value;

@@ -1,4 +1,4 @@
-// IR -> CUDA C: golden files for a few rules, the header, one kernel per phase for every
+// IR -> CUDA C: golden files for a few rules (one with bf16 and f16 buffers), the header, one kernel per phase for every
 // built-in rule, the tensor table layout shared with runtime/cuda, every IR op through
 // NVRTC, and the errors for bad shapes and unprepared kernels.
 #include <gtest/gtest.h>
@@ -37,6 +37,15 @@ TEST(CudaSource, GoldenFiles) {
     testing::expect_matches_golden(
         source.text, testing::source_dir() / "tests/codegen_cuda/golden" / (std::string(name) + ".cu"));
   }
+  // Two-byte storage: a bf16 param rounded stochastically, bf16 grad and an f16 state rounded
+  // to nearest, beside an f32 state.
+  ir::Kernel kernel = default_kernel("adam");
+  ir::set_buffer_storage(kernel, "param", StorageType::kBF16, true);
+  ir::set_buffer_storage(kernel, "grad", StorageType::kBF16, false);
+  ir::set_buffer_storage(kernel, "exp_avg", StorageType::kF16, false);
+  const CudaSource source = generate_cuda_source(kernel, CudaLaunchShape{});
+  testing::expect_matches_golden(
+      source.text, testing::source_dir() / "tests/codegen_cuda/golden" / "adam_bf16sr_f16.cu");
 }
 
 TEST(CudaSource, HeaderNamesRuleOptionsAndShape) {
@@ -81,7 +90,7 @@ TEST(CudaSource, VectorWidthsAndShapes) {
   std::string text = generate_cuda_source(kernel, shape).text;
   EXPECT_NE(text.find("float2"), std::string::npos);
   EXPECT_EQ(text.find("float4"), std::string::npos);
-  EXPECT_NE(text.find("& 7u) == 0"), std::string::npos);  // 8-byte alignment
+  EXPECT_NE(text.find("& 7u)) == 0"), std::string::npos);  // 8-byte alignment
   shape.vector_width = 1;
   text = generate_cuda_source(kernel, shape).text;
   EXPECT_EQ(text.find("float2"), std::string::npos);
@@ -97,7 +106,8 @@ TEST(CudaSource, TableLayoutMatchesTheRuntime) {
             "v1 table{tensors_offset:i64@0,chunks_offset:i64@8,tensor_count:i64@16,"
             "chunk_count:i64@24}=32 tensor{numel:i64@0,buffers:ptr[4]@8}=40 "
             "chunk{tensor:u32@0,count:u32@4,start:i64@8,buffers:ptr[4]@16}=48 "
-            "scalars:f32[tensor*stride+i] partials:f64[chunk*reductions+r]");
+            "scalars:f32[tensor*stride+i] partials:f64[chunk*reductions+r] "
+            "keys:u32[tensor*buffers+b]");
 }
 
 TEST(CudaSource, BadShapesAreUserErrors) {

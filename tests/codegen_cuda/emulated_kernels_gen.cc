@@ -1,6 +1,6 @@
 // Build-time generator for the emulation tests: writes the CUDA C of every built-in rule and
-// option combination (at a small launch shape), of a few kernels at several shapes, and of
-// the every-op kernel, wrapped so that the host compiler builds them with cuda_shim.h and
+// option combination (at a small launch shape), of a few kernels at several shapes, of the
+// bf16/f16 storage variants of tests/gpu/storage_checks.h, and of the every-op kernel, wrapped so that the host compiler builds them with cuda_shim.h and
 // registers them with cuda_emulation.h. Usage: emulated_kernels_gen OUT_PREFIX SHARDS
 // (writes OUT_PREFIX0.cc ... OUT_PREFIX{SHARDS-1}.cc, only where the content changed).
 #include <fstream>
@@ -15,6 +15,7 @@
 #include "ir/grad_transform.h"
 #include "rules/builtin_rules.h"
 #include "tests/codegen_cuda/every_op_kernel.h"
+#include "tests/gpu/storage_checks.h"
 
 namespace fuseopt {
 namespace {
@@ -24,6 +25,7 @@ struct Entry {
   std::map<std::string, std::string> options;
   ir::Kernel kernel;
   codegen::CudaLaunchShape shape;
+  std::map<std::string, std::string> storage;
 };
 
 codegen::CudaLaunchShape shape(int block, int elements, int width, int64_t chunk) {
@@ -74,6 +76,19 @@ int run(const std::string& prefix, int shards) {
     entries.push_back({std::string(name) + "+grad_transform", option_map(options), kernel, small});
   }
   entries.push_back({"every_op", {}, codegen::test::every_op_kernel(), small});
+  // Two-byte storage: every variant at the small shape; one also at vector widths 2 and 1.
+  for (const gpu_testing::StorageVariant& variant : gpu_testing::storage_variants()) {
+    const frontend::Rule rule = frontend::load_rule(variant.rule);
+    const auto options = rule.resolve_options(variant.options);
+    ir::Kernel kernel = rule.compile(options);
+    gpu_testing::apply_storage(kernel, variant.storage);
+    entries.push_back({variant.rule, option_map(options), kernel, small, variant.storage});
+    if (variant.label == "adam all=bf16 param stochastic") {
+      for (const codegen::CudaLaunchShape& s : {shape(64, 8, 2, 1000), shape(32, 2, 1, 96)}) {
+        entries.push_back({variant.rule, option_map(options), kernel, s, variant.storage});
+      }
+    }
+  }
 
   std::vector<std::ostringstream> files(static_cast<size_t>(shards));
   for (std::ostringstream& out : files) {
@@ -95,12 +110,16 @@ int run(const std::string& prefix, int shards) {
     out << "namespace " << space << " {\n" << text << "\n";
     for (size_t p = 0; p < source.phase_functions.size(); ++p) {
       out << "void entry_" << p << "(const void* table, const float* scalars, unsigned int stride, "
-          << "double* partials) {\n  " << source.phase_functions[p]
-          << "(static_cast<const FuseoptTable*>(table), scalars, stride, partials);\n}\n";
+          << "double* partials, const unsigned int* rounding_keys) {\n  "
+          << source.phase_functions[p]
+          << "(static_cast<const FuseoptTable*>(table), scalars, stride, partials, "
+             "rounding_keys);\n}\n";
     }
     out << "const bool registered = ::fuseopt::emulation::register_kernel({" << quote(entry.rule)
         << ", {";
     for (const auto& [name, value] : entry.options) out << "{" << quote(name) << ", " << quote(value) << "}, ";
+    out << "}, {";
+    for (const auto& [name, value] : entry.storage) out << "{" << quote(name) << ", " << quote(value) << "}, ";
     out << "}, " << entry.shape.block_size << ", " << entry.shape.elements_per_thread << ", "
         << entry.shape.vector_width << ", " << entry.shape.chunk_elements << ", R\"fuseopt_cuda("
         << source.text << ")fuseopt_cuda\", {";

@@ -20,47 +20,10 @@
 #include "tests/codegen_cuda/every_op_kernel.h"
 #include "tests/gpu/device_checks.h"
 #include "tests/gpu/group_stepper.h"
+#include "tests/gpu/storage_checks.h"
 
 namespace fuseopt::emulation {
 namespace {
-
-struct Loaded {
-  ir::Kernel kernel;
-  codegen::CudaLaunchShape shape;
-  codegen::CudaSource source;
-  runtime::CudaBinaryView view;
-};
-
-Loaded prepare(const EmulatedKernel& emulated) {
-  Loaded loaded;
-  const std::string transform_suffix = "+grad_transform";
-  if (emulated.rule == "every_op") {
-    loaded.kernel = codegen::test::every_op_kernel();
-  } else if (std::string(emulated.rule).ends_with(transform_suffix)) {
-    std::string name = emulated.rule;
-    name.resize(name.size() - transform_suffix.size());
-    const frontend::Rule rule = frontend::load_rule(name);
-    loaded.kernel = rule.compile(rule.resolve_options(emulated.options));
-    ir::apply_grad_transform(loaded.kernel, {true, true});
-  } else {
-    const frontend::Rule rule = frontend::load_rule(emulated.rule);
-    loaded.kernel = rule.compile(rule.resolve_options(emulated.options));
-  }
-  loaded.shape.block_size = emulated.block_size;
-  loaded.shape.elements_per_thread = emulated.elements_per_thread;
-  loaded.shape.vector_width = emulated.vector_width;
-  loaded.shape.chunk_elements = emulated.chunk_elements;
-  loaded.source = codegen::generate_cuda_source(loaded.kernel, loaded.shape);
-  runtime::CudaBinaryView& view = loaded.view;
-  view.name = loaded.kernel.config_name() + "_emulated_" + loaded.shape.spelling();
-  view.arch = "emulated";
-  view.ptx = loaded.source.text;  // the emulated device finds the kernel by its source
-  view.phase_functions = loaded.source.phase_functions;
-  view.block_size = loaded.shape.block_size;
-  view.chunk_elements = loaded.shape.chunk_elements;
-  view.table_layout = loaded.source.table_layout;
-  return loaded;
-}
 
 TEST(Emulation, KernelsWereBuiltFromTheCurrentGenerator) {
   ASSERT_GE(emulated_kernels().size(), 120u);
@@ -74,6 +37,8 @@ TEST(Emulation, EveryKernelMatchesTheInterpreter) {
   EmulatedDevice device;
   uint32_t seed = 1;
   for (const EmulatedKernel& emulated : emulated_kernels()) {
+    // Two-byte storage: storage_emulation_test.cc, through the Optimizer.
+    if (!emulated.storage.empty()) continue;
     const auto start = std::chrono::steady_clock::now();
     const Loaded loaded = prepare(emulated);
     SCOPED_TRACE(loaded.view.name);
@@ -94,7 +59,7 @@ TEST(Emulation, GradientAliasingTheParameter) {
   EmulatedDevice device;
   int checked = 0;
   for (const EmulatedKernel& emulated : emulated_kernels()) {
-    if (emulated.rule != "sgd" && emulated.rule != "adam") continue;
+    if ((emulated.rule != "sgd" && emulated.rule != "adam") || !emulated.storage.empty()) continue;
     const Loaded loaded = prepare(emulated);
     SCOPED_TRACE(loaded.view.name);
     const auto compiled = runtime::load_cuda_kernel(loaded.kernel, loaded.view, device);
@@ -110,7 +75,10 @@ TEST(Emulation, RepeatedRunsAndOtherGridsGiveTheSameBits) {
   EmulatedDevice device(3, 2);
   int checked = 0;
   for (const EmulatedKernel& emulated : emulated_kernels()) {
-    if (emulated.rule != "lamb" && emulated.rule != "every_op" && emulated.rule != "lars") continue;
+    if ((emulated.rule != "lamb" && emulated.rule != "every_op" && emulated.rule != "lars") ||
+        !emulated.storage.empty()) {
+      continue;
+    }
     const Loaded loaded = prepare(emulated);
     SCOPED_TRACE(loaded.view.name);
     const auto compiled = runtime::load_cuda_kernel(loaded.kernel, loaded.view, device);
@@ -126,7 +94,9 @@ TEST(Emulation, RepeatedRunsAndOtherGridsGiveTheSameBits) {
 
 const EmulatedKernel& find(const std::string& rule, int block_size) {
   for (const EmulatedKernel& emulated : emulated_kernels()) {
-    if (emulated.rule == rule && emulated.block_size == block_size) return emulated;
+    if (emulated.rule == rule && emulated.block_size == block_size && emulated.storage.empty()) {
+      return emulated;
+    }
   }
   throw std::runtime_error("no emulated " + rule);
 }

@@ -60,6 +60,22 @@ TEST(CudaStorageFunctions, RoundingMatchesTheDefinition) {
   }
 }
 
+// Indices past 2^32: the split form with the upper half's mix is rounding_random exactly.
+TEST(CudaStorageFunctions, SplitRandomMatchesTheDefinitionForLargeIndices) {
+  const uint32_t key = rounding_stream_key(11, 3, 65);
+  for (uint64_t upper : {uint64_t{0}, uint64_t{1}, uint64_t{2}, uint64_t{0x7fffffff}}) {
+    ASSERT_EQ(fuseopt_rounding_index_high(static_cast<unsigned int>(upper)),
+              rounding_index_high(upper << 32)) << upper;
+    for (uint64_t low : {uint64_t{0}, uint64_t{1}, uint64_t{12345}, uint64_t{0xffffffff}}) {
+      const uint64_t index = (upper << 32) | low;
+      ASSERT_EQ(fuseopt_rounding_random_split(key, static_cast<unsigned int>(low),
+                                              fuseopt_rounding_index_high(
+                                                  static_cast<unsigned int>(upper))),
+                rounding_random(key, index)) << index;
+    }
+  }
+}
+
 TEST(CudaStorageFunctions, ExpressionsNameTheFunctions) {
   EXPECT_EQ(cuda_widen_expression(StorageType::kF32, "x"), "x");
   EXPECT_EQ(cuda_widen_expression(StorageType::kBF16, "x"), "fuseopt_bf16_to_float(x)");

@@ -1,9 +1,11 @@
 // The device tensor table, built and read back on the host: chunk map, header, tensor
-// entries, the per-tensor chunk ranges that partials are combined over, and input errors.
+// entries, chunk addresses for four- and two-byte buffers, the per-tensor chunk ranges that
+// partials are combined over, and input errors.
 #include "runtime/cuda/tensor_table.h"
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -49,9 +51,13 @@ std::vector<void*> untyped(const std::vector<float*>& pointers) {
   return {pointers.begin(), pointers.end()};
 }
 
+const std::vector<int> kF32x2 = {4, 4};
+const std::vector<int> kF32x4 = {4, 4, 4, 4};
+
 // Reads the table's bytes back as the kernel does.
 TEST(TensorTable, LayoutReadsBack) {
   const size_t buffer_count = 3;
+  const std::vector<int> element_bytes = {4, 4, 4};
   const std::vector<int64_t> numels = {10, 0, 4097};
   std::vector<float> storage(64);
   std::vector<float*> buffers;
@@ -59,8 +65,8 @@ TEST(TensorTable, LayoutReadsBack) {
     for (size_t b = 0; b < buffer_count; ++b)
       buffers.push_back(storage.data() + 4 * (t * buffer_count + b));
   }
-  const CudaTensorTable table =
-      build_tensor_table(numels.size(), numels.data(), untyped(buffers).data(), buffer_count, 4096);
+  const CudaTensorTable table = build_tensor_table(numels.size(), numels.data(),
+                                                   untyped(buffers).data(), element_bytes, 4096);
   EXPECT_EQ(table.tensor_count, 3u);
   EXPECT_EQ(table.chunks.size(), 3u);
   EXPECT_EQ(table.first_chunk, (std::vector<size_t>{0, 1, 1, 3}));
@@ -115,7 +121,52 @@ TEST(TensorTable, HostStructuresHaveTheGeneratedLayout) {
             "v1 table{tensors_offset:i64@0,chunks_offset:i64@8,tensor_count:i64@16,"
             "chunk_count:i64@24}=32 tensor{numel:i64@0,buffers:ptr[2]@8}=24 "
             "chunk{tensor:u32@0,count:u32@4,start:i64@8,buffers:ptr[2]@16}=32 "
-            "scalars:f32[tensor*stride+i] partials:f64[chunk*reductions+r]");
+            "scalars:f32[tensor*stride+i] partials:f64[chunk*reductions+r] "
+            "keys:u32[tensor*buffers+b]");
+}
+
+// bf16/f16 buffers: a chunk's address is its tensor's plus `start` two-byte elements, beside
+// f32 buffers that advance four bytes per element.
+TEST(TensorTable, TwoByteBuffersAdvanceByTheirElementSize) {
+  const std::vector<int> element_bytes = {2, 2, 4, 2};
+  const std::vector<int64_t> numels = {2500, 7};
+  std::vector<uint16_t> halves(16);
+  std::vector<float> floats(4);
+  // Two-byte aligned only (odd element offsets), as adjacent bf16 tensors of odd sizes are.
+  std::vector<void*> buffers = {&halves[1], &halves[3], &floats[1], &halves[5],
+                                &halves[7], &halves[9], &floats[2], &halves[11]};
+  const int64_t chunk = 1000;
+  const CudaTensorTable table =
+      build_tensor_table(numels.size(), numels.data(), buffers.data(), element_bytes, chunk);
+  ASSERT_EQ(table.chunks.size(), 4u);
+  const auto* bytes = reinterpret_cast<const unsigned char*>(table.words.data());
+  CudaTableHeader header;
+  std::memcpy(&header, bytes, sizeof(header));
+  const size_t chunk_entry = cuda_chunk_entry_bytes(element_bytes.size());
+  for (size_t c = 0; c < table.chunks.size(); ++c) {
+    SCOPED_TRACE(c);
+    const unsigned char* at = bytes + header.chunks_offset + c * chunk_entry;
+    CudaChunk entry;
+    std::memcpy(&entry, at, sizeof(entry));
+    for (size_t b = 0; b < element_bytes.size(); ++b) {
+      uint64_t address = 0;
+      std::memcpy(&address, at + sizeof(CudaChunk) + 8 * b, 8);
+      EXPECT_EQ(address,
+                reinterpret_cast<uint64_t>(buffers[entry.tensor * element_bytes.size() + b]) +
+                    static_cast<uint64_t>(entry.start) * static_cast<uint64_t>(element_bytes[b]));
+    }
+  }
+  EXPECT_EQ(table.chunks[2].start, 2000);
+  // A two-byte buffer one byte off its element size is rejected.
+  std::vector<void*> odd = buffers;
+  odd[1] = reinterpret_cast<char*>(&halves[3]) + 1;
+  EXPECT_THROW(build_tensor_table(numels.size(), numels.data(), odd.data(), element_bytes, chunk),
+               UserError);
+  // A two-byte aligned pointer given for an f32 buffer is rejected too.
+  odd = buffers;
+  odd[2] = &halves[1];
+  EXPECT_THROW(build_tensor_table(numels.size(), numels.data(), odd.data(), element_bytes, chunk),
+               UserError);
 }
 
 TEST(TensorTable, BadBuffersAreUserErrors) {
@@ -124,18 +175,20 @@ TEST(TensorTable, BadBuffersAreUserErrors) {
   // Misaligned by one byte: not even a float.
   float* odd = reinterpret_cast<float*>(reinterpret_cast<char*>(storage.data()) + 1);
   std::vector<float*> buffers = {storage.data(), odd};
-  EXPECT_THROW(build_tensor_table(1, numels.data(), untyped(buffers).data(), 2, 1024), UserError);
+  EXPECT_THROW(build_tensor_table(1, numels.data(), untyped(buffers).data(), kF32x2, 1024),
+               UserError);
   buffers = {storage.data(), nullptr};
-  EXPECT_THROW(build_tensor_table(1, numels.data(), untyped(buffers).data(), 2, 1024), UserError);
+  EXPECT_THROW(build_tensor_table(1, numels.data(), untyped(buffers).data(), kF32x2, 1024),
+               UserError);
   // An empty tensor may have null buffers; a one-float offset is fine (scalar path).
   const std::vector<int64_t> empty = {0};
-  EXPECT_NO_THROW(build_tensor_table(1, empty.data(), untyped(buffers).data(), 2, 1024));
+  EXPECT_NO_THROW(build_tensor_table(1, empty.data(), untyped(buffers).data(), kF32x2, 1024));
   buffers = {storage.data() + 1, storage.data()};
-  EXPECT_NO_THROW(build_tensor_table(1, numels.data(), untyped(buffers).data(), 2, 1024));
+  EXPECT_NO_THROW(build_tensor_table(1, numels.data(), untyped(buffers).data(), kF32x2, 1024));
 }
 
 TEST(TensorTable, EmptyGroup) {
-  const CudaTensorTable table = build_tensor_table(0, nullptr, nullptr, 4, 1024);
+  const CudaTensorTable table = build_tensor_table(0, nullptr, nullptr, kF32x4, 1024);
   EXPECT_TRUE(table.chunks.empty());
   EXPECT_EQ(table.first_chunk, std::vector<size_t>{0});
   EXPECT_EQ(table.bytes(), 32u);

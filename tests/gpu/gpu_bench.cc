@@ -1,6 +1,8 @@
 // GPU benchmarks for tools/gpu-check.sh: fp32 Adam over 2^28 elements against the
-// device-to-device copy bandwidth measured in this process, 16384 tensors of 4096 elements
-// (one launch per step), and NVRTC's compile time per built-in rule. Prints readable lines
+// device-to-device copy bandwidth measured in this process, bf16 Adam at the same size (param
+// and grad bf16 with f32 states; everything bf16, rounded to nearest and with a stochastic
+// param) in bytes per element and fraction of copy, 16384 tensors of 4096 elements (one
+// launch per step), and NVRTC's compile time per built-in rule. Prints readable lines
 // and "RESULT name value unit" lines for the summary. Without a GPU it prints the reason on
 // one line and exits with 4.
 //
@@ -9,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,6 +22,7 @@
 #include "runtime/cuda/cuda_kernel.h"
 #include "support/error.h"
 #include "tests/gpu/group_stepper.h"
+#include "tests/gpu/storage_checks.h"
 
 namespace fuseopt {
 namespace {
@@ -75,7 +79,8 @@ Timing time_steps(const runtime::CudaDriver& driver, const runtime::CompiledKern
   return {gpu[gpu.size() / 2], wall / steps};
 }
 
-// One buffer per role holding every tensor back to back (each tensor 16-byte aligned).
+// One buffer per role holding every tensor back to back, in each buffer's storage type (each
+// tensor aligned for vectors when numel is a multiple of 4).
 struct Arena {
   std::vector<runtime::CudaBuffer> roles;
   std::vector<void*> pointers;  // tensor-major
@@ -84,19 +89,55 @@ struct Arena {
 Arena make_arena(const runtime::CudaDriver& driver, const ir::Kernel& kernel, int64_t tensors,
                  int64_t numel) {
   Arena arena;
-  const size_t bytes = static_cast<size_t>(tensors * numel) * sizeof(float);
   for (size_t b = 0; b < kernel.buffers.size(); ++b) {
+    const size_t element = runtime::buffer_element_bytes(kernel, b);
+    const size_t bytes = static_cast<size_t>(tensors * numel) * element;
     arena.roles.emplace_back(driver, bytes);
-    // Small positive values for param and grad, zero states: finite all along.
+    // Small positive values for param and grad (0x3c3c3c3c = 0.0115 as f32, 0x3c3c = 0.0115
+    // as bf16), zero states: finite all along.
     const uint8_t fill = b == 0 ? 0x3c : b == 1 ? 0x3b : 0x00;
     driver.fill_bytes(arena.roles.back().get(), fill, bytes);
   }
   for (int64_t t = 0; t < tensors; ++t) {
     for (size_t b = 0; b < kernel.buffers.size(); ++b) {
-      arena.pointers.push_back(reinterpret_cast<float*>(arena.roles[b].get()) + t * numel);
+      const size_t element = runtime::buffer_element_bytes(kernel, b);
+      arena.pointers.push_back(reinterpret_cast<char*>(arena.roles[b].get()) +
+                               static_cast<size_t>(t * numel) * element);
     }
   }
   return arena;
+}
+
+// Bytes one step moves per element: every buffer a phase loads, read once, and every buffer
+// it stores, written once, at its storage size (for Adam: all four read, all but grad written).
+double bytes_per_element(const ir::Kernel& kernel) {
+  double bytes = 0;
+  for (const ir::Phase& phase : kernel.phases) {
+    std::vector<bool> read(kernel.buffers.size(), false);
+    std::vector<bool> written(kernel.buffers.size(), false);
+    std::vector<const ir::ExprNode*> stack;
+    for (const ir::Store& store : phase.stores) {
+      written[static_cast<size_t>(kernel.buffer_index(store.target))] = true;
+      stack.push_back(store.value.get());
+    }
+    for (const ir::Reduction& reduction : phase.reductions) stack.push_back(reduction.body.get());
+    std::vector<const ir::ExprNode*> seen;
+    while (!stack.empty()) {
+      const ir::ExprNode* node = stack.back();
+      stack.pop_back();
+      if (std::find(seen.begin(), seen.end(), node) != seen.end()) continue;
+      seen.push_back(node);
+      if (node->kind == ir::NodeKind::kLoad) {
+        read[static_cast<size_t>(kernel.buffer_index(node->name))] = true;
+      }
+      for (const ir::Expr& operand : node->operands) stack.push_back(operand.get());
+    }
+    for (size_t b = 0; b < kernel.buffers.size(); ++b) {
+      const double size = static_cast<double>(runtime::buffer_element_bytes(kernel, b));
+      bytes += (read[b] ? size : 0) + (written[b] ? size : 0);
+    }
+  }
+  return bytes;
 }
 
 int run(bool quick) {
@@ -124,8 +165,9 @@ int run(bool quick) {
 
   const frontend::Rule adam = frontend::load_rule("adam");
   const ir::Kernel kernel = adam.compile(adam.resolve_options());
-  // fp32 Adam reads param, grad, exp_avg, exp_avg_sq and writes three of them.
-  const double bytes_per_element = 7 * sizeof(float);
+  // fp32 Adam reads param, grad, exp_avg, exp_avg_sq and writes three of them: 28 bytes.
+  const double adam_bytes = bytes_per_element(kernel);
+  result("adam_2p28_bytes_per_element", adam_bytes, "B");
 
   {
     Arena arena = make_arena(driver, kernel, 1, large);
@@ -137,8 +179,7 @@ int run(bool quick) {
       const codegen::CudaBinary binary = codegen::compile_cuda_kernel(kernel, s, arch);
       const auto loaded = runtime::load_cuda_kernel(kernel, gpu_testing::view_of(binary));
       const Timing timing = time_steps(driver, *loaded, stepper, arena.pointers, warmup, steps);
-      const double bandwidth =
-          bytes_per_element * static_cast<double>(large) / (timing.gpu_ms * 1e-3);
+      const double bandwidth = adam_bytes * static_cast<double>(large) / (timing.gpu_ms * 1e-3);
       std::printf(
           "adam 2^28 %-22s registers %3d spills %d: %.3f ms/step (wall %.3f ms), "
           "%.0f GB/s = %.2f of copy\n",
@@ -162,6 +203,49 @@ int run(bool quick) {
     std::printf("RESULT adam_2p28_best_shape 0 %s\n", best_shape.c_str());
   }
 
+  // bf16 Adam at 2^28 elements, default shape: what two-byte storage saves in bytes and
+  // whether the kernel still runs at copy bandwidth (the rounding is integer work per store).
+  {
+    struct Variant {
+      const char* name;  // RESULT prefix
+      const char* label;
+      std::map<std::string, std::string> storage;
+    };
+    const std::vector<Variant> variants = {
+        {"adam_bf16pg", "param+grad bf16, states f32", {{"param", "bf16"}, {"grad", "bf16"}}},
+        {"adam_bf16all",
+         "all bf16",
+         {{"param", "bf16"}, {"grad", "bf16"}, {"exp_avg", "bf16"}, {"exp_avg_sq", "bf16"}}},
+        {"adam_bf16all_sr",
+         "all bf16, param stochastic",
+         {{"param", "bf16 stochastic"},
+          {"grad", "bf16"},
+          {"exp_avg", "bf16"},
+          {"exp_avg_sq", "bf16"}}},
+    };
+    for (const Variant& variant : variants) {
+      ir::Kernel narrow = kernel;
+      gpu_testing::apply_storage(narrow, variant.storage);
+      const double bytes = bytes_per_element(narrow);
+      Arena arena = make_arena(driver, narrow, 1, large);
+      gpu_testing::GroupStepper stepper(narrow, {large});
+      const codegen::CudaBinary binary =
+          codegen::compile_cuda_kernel(narrow, codegen::CudaLaunchShape{}, arch);
+      const auto loaded = runtime::load_cuda_kernel(narrow, gpu_testing::view_of(binary));
+      const Timing timing = time_steps(driver, *loaded, stepper, arena.pointers, warmup, steps);
+      const double bandwidth = bytes * static_cast<double>(large) / (timing.gpu_ms * 1e-3);
+      std::printf(
+          "adam 2^28 %-28s %2.0f bytes/element, registers %3d spills %d: %.3f ms/step "
+          "(wall %.3f ms), %.0f GB/s = %.2f of copy\n",
+          variant.label, bytes, binary.registers[0], binary.spill_bytes, timing.gpu_ms,
+          timing.wall_ms, bandwidth / 1e9, bandwidth / copy);
+      const std::string prefix = std::string(variant.name) + "_2p28_";
+      result(prefix + "bytes_per_element", bytes, "B");
+      result(prefix + "gpu_ms", timing.gpu_ms, "ms");
+      result(prefix + "fraction_of_copy", bandwidth / copy, "");
+    }
+  }
+
   {
     const int64_t tensors = 16384;
     const int64_t numel = 4096;
@@ -174,7 +258,7 @@ int run(bool quick) {
       const auto loaded = runtime::load_cuda_kernel(kernel, gpu_testing::view_of(binary));
       const Timing timing = time_steps(driver, *loaded, stepper, arena.pointers, warmup, steps);
       const double bandwidth =
-          bytes_per_element * static_cast<double>(tensors * numel) / (timing.wall_ms * 1e-3);
+          adam_bytes * static_cast<double>(tensors * numel) / (timing.wall_ms * 1e-3);
       std::printf("adam 16384x4096 %-22s %.3f ms/step wall (kernel %.3f ms), %.0f GB/s\n",
                   s.spelling().c_str(), timing.wall_ms, timing.gpu_ms, bandwidth / 1e9);
       if (s == codegen::CudaLaunchShape{})

@@ -2,7 +2,9 @@
 // combination compiled by NVRTC for this device and run through runtime/cuda against the
 // interpreter, on groups of many tensors of mixed sizes (1 ... 1000003, around the chunk
 // size), misaligned views and an aliased gradient; bitwise-identical repeated runs and grids;
-// other launch shapes; the PTX fallback; the Optimizer on device tensors through the API.
+// other launch shapes; the PTX fallback; the Optimizer on device tensors through the API;
+// bf16 and f16 storage (round to nearest even and stochastic) through the Optimizer against
+// the interpreter backend, bit for bit, and stochastic rounding that depends only on the seed.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -22,6 +24,7 @@
 #include "tests/codegen_cuda/every_op_kernel.h"
 #include "tests/gpu/device_checks.h"
 #include "tests/gpu/group_stepper.h"
+#include "tests/gpu/storage_checks.h"
 #include "tests/runtime/test_group.h"
 
 namespace fuseopt::gpu_testing {
@@ -288,6 +291,123 @@ TEST_F(Gpu, OptimizerStepsDeviceTensorsThroughTheApi) {
     compare(gpu, restored, "after a save on the GPU and a load on the host");
   }
   std::remove(state_file.c_str());
+}
+
+// ---- bf16 and f16 storage ----------------------------------------------------------------
+
+struct StorageKernels {
+  StorageVariant variant;
+  std::shared_ptr<const runtime::CompiledKernel> cuda;
+  std::shared_ptr<const runtime::CompiledKernel> interp;
+};
+
+CompileOptions storage_options(const StorageVariant& variant, Backend backend,
+                               const codegen::CudaLaunchShape& shape) {
+  CompileOptions options;
+  options.backend = backend;
+  options.options = variant.options;
+  options.storage = variant.storage;
+  options.cuda_shape = shape;
+  // The interpreter cut into the cuda kernel's chunks: reductions combine the same ranges.
+  options.cpu_schedule.chunk_elements = shape.chunk_elements;
+  return options;
+}
+
+// Every storage variant through compile_rule: cuda (NVRTC, on every core at once) and interp.
+const std::vector<StorageKernels>& storage_kernels() {
+  static std::vector<StorageKernels> kernels;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    for (const StorageVariant& variant : storage_variants()) kernels.push_back({variant, {}, {}});
+    std::atomic<size_t> next{0};
+    std::mutex mutex;
+    std::string error;
+    auto work = [&] {
+      for (size_t i = next++; i < kernels.size(); i = next++) {
+        try {
+          const StorageVariant& v = kernels[i].variant;
+          kernels[i].cuda = compile_rule(v.rule, storage_options(v, Backend::kCuda, {}));
+          kernels[i].interp = compile_rule(v.rule, storage_options(v, Backend::kInterpreter, {}));
+        } catch (const std::exception& e) {
+          std::lock_guard<std::mutex> lock(mutex);
+          error += kernels[i].variant.label + ": " + e.what() + "\n";
+        }
+      }
+    };
+    std::vector<std::thread> pool;
+    const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+    for (unsigned t = 0; t < threads; ++t) pool.emplace_back(work);
+    for (std::thread& thread : pool) thread.join();
+    if (!error.empty()) throw InternalError("compiling the storage variants failed:\n" + error);
+  });
+  return kernels;
+}
+
+// adam, adamw, lion, sgd with momentum, lamb (reductions) and adagrad with bf16 and f16
+// params, grads and states, rounded to nearest and stochastically: the Optimizer on the GPU
+// (optimizer-owned tensors adjacent in their arenas, so odd sizes start two-byte buffers at
+// every alignment, and caller-owned tensors one element past an allocation) against the
+// interpreter backend, over tensors of 1 ... 1000003 elements and around the chunk size.
+TEST_F(Gpu, TwoByteStorageMatchesTheInterpreter) {
+  uint32_t seed = 21;
+  for (const StorageKernels& kernels : storage_kernels()) {
+    SCOPED_TRACE(kernels.variant.label);
+    ASSERT_EQ(kernels.cuda->backend, "cuda");
+    const GroupSpec spec = mixed_group(kernels.cuda->chunk_elements, true, 12, seed);
+    EXPECT_EQ(compare_optimizers(kernels.cuda, kernels.interp, spec, 3, seed), "");
+    ++seed;
+  }
+}
+
+// The vector path at widths 2 (4-byte ushort2 loads) and 1, small chunks.
+TEST_F(Gpu, TwoByteStorageAtOtherLaunchShapes) {
+  const std::vector<StorageVariant> variants = storage_variants();
+  for (const codegen::CudaLaunchShape& shape :
+       {codegen::CudaLaunchShape{256, 8, 2, 0, 1000}, codegen::CudaLaunchShape{128, 2, 1, 0, 96},
+        codegen::CudaLaunchShape{1024, 16, 4, 3, 4096}}) {
+    for (const StorageVariant& variant : variants) {
+      if (variant.label != "adam all=bf16 param stochastic" &&
+          variant.label != "lamb all=bf16 param stochastic") {
+        continue;
+      }
+      SCOPED_TRACE(variant.label + " " + shape.spelling());
+      const auto cuda = compile_rule(variant.rule, storage_options(variant, Backend::kCuda, shape));
+      const auto interp =
+          compile_rule(variant.rule, storage_options(variant, Backend::kInterpreter, shape));
+      const GroupSpec spec = mixed_group(shape.chunk_elements, false, 12, 5);
+      EXPECT_EQ(compare_optimizers(cuda, interp, spec, 3, 5), "");
+    }
+  }
+}
+
+// Stochastic rounding on the device: the same seed gives the same bits, another seed others.
+TEST_F(Gpu, StochasticRoundingDependsOnlyOnTheSeed) {
+  int checked = 0;
+  for (const StorageKernels& kernels : storage_kernels()) {
+    if (!kernels.cuda->ir.has_stochastic_store()) continue;
+    SCOPED_TRACE(kernels.variant.label);
+    GroupSpec spec;
+    spec.numels = {1, 77, 65537, 1000003};
+    EXPECT_EQ(compare_stochastic_seeds(kernels.cuda, spec, 2, 8), "");
+    ++checked;
+  }
+  EXPECT_GE(checked, 18);
+}
+
+// DeviceMemory::fill with two-byte elements (cuMemsetD16): what the Optimizer initialises
+// bf16 states with.
+TEST_F(Gpu, FillsTwoByteElements) {
+  const auto memory = runtime::make_cuda_device_memory(driver());
+  const size_t count = 1001;
+  void* p = memory->allocate((count + 1) * 2);
+  memory->fill(p, 0xffffffffu, 2, count + 1);
+  memory->fill(static_cast<char*>(p) + 2, 0x12343f80u, 2, count - 1);  // bf16 1.0
+  std::vector<uint16_t> back(count + 1);
+  memory->copy_to_host(back.data(), p, back.size() * 2);
+  memory->free(p);
+  EXPECT_EQ(back[0], 0xffffu);
+  for (size_t i = 1; i < count; ++i) ASSERT_EQ(back[i], 0x3f80u) << i;
+  EXPECT_EQ(back[count], 0xffffu);
 }
 
 }  // namespace

@@ -5,7 +5,9 @@
 
 #include "ir/eval.h"
 #include "ir/grad_transform.h"
+#include "ir/interpreter.h"
 #include "support/error.h"
+#include "support/low_precision.h"
 
 namespace fuseopt::gpu_testing {
 
@@ -177,6 +179,19 @@ void GroupStepper::step(const runtime::CompiledKernel& compiled, std::span<void*
     slots[i][static_cast<size_t>(p.numel_slot)] = static_cast<double>(numels_[i]);
     std::copy(scalars_[i].begin(), scalars_[i].end(), slots[i].begin() + p.first_scalar);
   }
+  // Stochastic stores: the Optimizer's keys (the interpreter's definition), per tensor and
+  // buffer for this step.
+  std::vector<uint32_t> keys;
+  if (kernel.has_stochastic_store()) {
+    const uint64_t seed = ir::rounding_seed(kernel, hypers);
+    const size_t buffer_count = kernel.buffers.size();
+    keys.resize(tensors * buffer_count);
+    for (size_t i = 0; i < tensors; ++i) {
+      for (size_t b = 0; b < buffer_count; ++b) {
+        keys[i * buffer_count + b] = rounding_stream_key(seed, t, ir::rounding_stream(i, b));
+      }
+    }
+  }
   for (size_t phase = 0; phase < p.phases.size(); ++phase) {
     const Program::PhaseCode& code = p.phases[phase];
     const size_t inputs = code.inputs.size();
@@ -201,6 +216,7 @@ void GroupStepper::step(const runtime::CompiledKernel& compiled, std::span<void*
     args.scalars = scalar_rows_.data();
     args.partials = results.data();
     args.group_version = group_version;
+    if (!keys.empty()) args.rounding_keys = keys.data();
     compiled.group_phases[phase]->run_group(args);
     for (size_t i = 0; i < evaluated; ++i) {
       for (size_t r = 0; r < code.reductions.size(); ++r) {

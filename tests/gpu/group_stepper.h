@@ -1,6 +1,7 @@
 // The host side of a step for GPU tests and benchmarks, without the Optimizer: per tensor,
-// each phase's prologue in f64, its scalar inputs rounded to f32, one run_group() call per
-// phase, reduction results fed to later phases, and the scalar-state updates after the last.
+// each phase's prologue in f64, its scalar inputs rounded to f32, the rounding keys of
+// stochastic stores (as the Optimizer makes them), one run_group() call per phase, reduction
+// results fed to later phases, and the scalar-state updates after the last.
 #pragma once
 
 #include <cstdint>
