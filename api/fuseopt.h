@@ -65,7 +65,7 @@ struct CompileOptions {
   std::vector<std::string> packs;
   /// How buffers are stored, over what the rule declares: a buffer ("param", "grad" or a
   /// state) -> "f32", "bf16" or "f16", optionally followed by " stochastic" (docs/language.md,
-  /// "Storage types and rounding"). The cpu and cuda backends store only f32 so far.
+  /// "Storage types and rounding"). Every backend stores them: bf16 and f16 in two bytes.
   std::map<std::string, std::string> storage;
   /// Loss scaling: gradients are divided by the grad_scale hyper inside the step, and a step
   /// whose unscaled gradients hold an inf or NaN anywhere in the group is skipped

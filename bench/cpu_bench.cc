@@ -14,19 +14,20 @@
 // Those come from separate benchmarks, minutes apart; on a shared machine the interleaved
 // ones (AdamVsHand, ManyVsOneBig, HandManyVsOneBig: two contenders alternating step by step)
 // give the steadier ratios.
+#include <benchmark/benchmark.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <map>
 #include <memory>
 #include <new>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <benchmark/benchmark.h>
 
 #include "api/fuseopt.h"
 #include "bench/baselines.h"
@@ -219,18 +220,34 @@ BENCHMARK(BM_HandAdam)
 std::optional<double> g_fuseopt_big_ns_per_element;  // CPU backend, one tensor of 2^25
 
 // An Optimizer over K tensors of N elements with deterministic data, two steps taken (the
-// first initialises the states and touches every page).
-Optimizer make_adam(Backend backend, int64_t tensors, int64_t numel) {
+// first initialises the states and touches every page). `storage` as CompileOptions::storage
+// (bf16/f16 buffers are filled through write_param/write_grad, which round to nearest).
+Optimizer make_adam(Backend backend, int64_t tensors, int64_t numel,
+                    const std::map<std::string, std::string>& storage = {}) {
   CompileOptions options;
   options.backend = backend;
   // The schedule `fuseopt tune` chose for this size, where it tuned one (the label, the
   // kernel's name, spells the schedule).
   options.size_hint = tensors * numel;
   options.tensor_count = tensors;
+  options.storage = storage;
   Optimizer optimizer = make_optimizer("adam", options, {}, kThreads);
+  const bool f32 = optimizer.storage("param") == StorageType::kF32 &&
+                   optimizer.storage("grad") == StorageType::kF32;
+  std::vector<float> staged;
   for (int64_t k = 0; k < tensors; ++k) {
     const size_t index = optimizer.add_tensor(numel);
     const int fill_threads = tensors == 1 ? kThreads : 1;
+    if (!f32) {
+      staged.resize(static_cast<size_t>(numel));
+      fill_deterministic(staged.data(), numel, static_cast<uint32_t>(2 * k), -1.0f, 1.0f,
+                         fill_threads);
+      optimizer.write_param(index, staged);
+      fill_deterministic(staged.data(), numel, static_cast<uint32_t>(2 * k + 1), -1e-2f, 1e-2f,
+                         fill_threads);
+      optimizer.write_grad(index, staged);
+      continue;
+    }
     fill_deterministic(optimizer.param(index).data(), numel, static_cast<uint32_t>(2 * k),
                        -1.0f, 1.0f, fill_threads);
     fill_deterministic(optimizer.grad(index).data(), numel, static_cast<uint32_t>(2 * k + 1),
@@ -524,6 +541,98 @@ BENCHMARK(BM_InCacheManyVsOne)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
+// ---- Two-byte storage ------------------------------------------------------------------------
+// Adam with bf16 buffers on the CPU backend: fewer bytes per element, the same f32
+// arithmetic plus a widening per load and a rounding per store. B/elem counts each buffer at
+// its storage size (bench/kernel_traffic.h), so GB/s and bw_frac say how close to the memory
+// system each variant runs, and ns/elem how much faster a step is than f32's 28 bytes.
+
+struct StorageVariant {
+  const char* name;
+  std::map<std::string, std::string> storage;
+};
+
+const std::vector<StorageVariant>& storage_variants() {
+  static const std::vector<StorageVariant> variants = {
+      // Mixed precision as frameworks run it: bf16 weights and gradients, f32 moments (22 B).
+      {"param_grad_bf16", {{"param", "bf16"}, {"grad", "bf16"}}},
+      // Everything in bf16 (14 B).
+      {"all_bf16",
+       {{"param", "bf16"}, {"grad", "bf16"}, {"exp_avg", "bf16"}, {"exp_avg_sq", "bf16"}}},
+      // bf16 weights rounded stochastically: a random word (two 32-bit mixes) per element (22 B).
+      {"param_bf16_stochastic_grad_bf16", {{"param", "bf16 stochastic"}, {"grad", "bf16"}}},
+  };
+  return variants;
+}
+
+// args: tensors, elements per tensor.
+void BM_FuseoptAdamStorage(benchmark::State& state, const StorageVariant& variant) {
+  const int64_t tensors = state.range(0);
+  const int64_t numel = state.range(1);
+  try {
+    Optimizer optimizer = make_adam(Backend::kCpu, tensors, numel, variant.storage);
+    const Clock::time_point start = Clock::now();
+    for (auto _ : state) optimizer.step();
+    const double seconds = seconds_since(start);
+    const KernelTraffic traffic = kernel_traffic(optimizer.kernel().ir);
+    report(state, tensors * numel, traffic.bytes_per_element, seconds,
+           /*compare_with_hand=*/false);
+    state.SetLabel(optimizer.kernel().name);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
+// f32 Adam and one storage variant alternating step by step on one 2^25 tensor each: the
+// steadier comparison on a shared machine. ratio = f32 / variant time per element (above 1:
+// the variant is faster); each side's GB/s and bw_frac in its own bytes.
+void BM_AdamStorageVsF32(benchmark::State& state, const StorageVariant& variant) {
+  try {
+    Optimizer f32 = make_adam(Backend::kCpu, 1, kBig);
+    Optimizer narrow = make_adam(Backend::kCpu, 1, kBig, variant.storage);
+    StepTimes f32_times;
+    StepTimes narrow_times;
+    for (auto _ : state) {
+      time_step(f32_times, [&] { f32.step(); });
+      time_step(narrow_times, [&] { narrow.step(); });
+    }
+    const double f32_bytes = static_cast<double>(kernel_traffic(f32.kernel().ir).bytes_per_element);
+    const double narrow_bytes =
+        static_cast<double>(kernel_traffic(narrow.kernel().ir).bytes_per_element);
+    const double f32_ns = f32_times.median_ns(kBig);
+    const double narrow_ns = narrow_times.median_ns(kBig);
+    state.counters["f32_ns/elem"] = f32_ns;
+    state.counters["ns/elem"] = narrow_ns;
+    state.counters["f32_B/elem"] = f32_bytes;
+    state.counters["B/elem"] = narrow_bytes;
+    state.counters["f32_GB/s"] = f32_bytes / f32_ns;
+    state.counters["GB/s"] = narrow_bytes / narrow_ns;
+    state.counters["f32_bw_frac"] = f32_bytes / f32_ns / triad_gb_per_s();
+    state.counters["bw_frac"] = narrow_bytes / narrow_ns / triad_gb_per_s();
+    state.counters["ratio"] = f32_ns / narrow_ns;
+    state.SetLabel(narrow.kernel().name);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
+void register_storage_benchmarks() {
+  for (const StorageVariant& variant : storage_variants()) {
+    benchmark::RegisterBenchmark((std::string("BM_FuseoptAdamStorage/") + variant.name).c_str(),
+                                 BM_FuseoptAdamStorage, variant)
+        ->ArgNames({"tensors", "numel"})
+        ->Args({1, kBig})
+        ->Args({4096, 4096})
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark((std::string("BM_AdamStorageVsF32/") + variant.name).c_str(),
+                                 BM_AdamStorageVsF32, variant)
+        ->Iterations(20)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+  }
+}
+
 // ---- JIT compile time -----------------------------------------------------------------------
 
 // A fresh Halide + LLVM compile of one built-in rule at its default options with the
@@ -573,6 +682,7 @@ void register_jit_benchmarks() {
 }  // namespace fuseopt::bench
 
 int main(int argc, char** argv) {
+  fuseopt::bench::register_storage_benchmarks();
   fuseopt::bench::register_jit_benchmarks();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
@@ -580,8 +690,9 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("fuseopt_threads", std::to_string(fuseopt::bench::kThreads));
   benchmark::AddCustomContext(
       "fuseopt_bytes_convention",
-      "4 bytes per buffer read, per buffer written and per buffer written but not read "
-      "(write-allocate): triad 16, Adam 28 bytes/element");
+      "per buffer read, per buffer written and per buffer written but not read "
+      "(write-allocate), its element size (4 bytes f32, 2 bf16/f16): triad 16, Adam 28, "
+      "Adam with bf16 param and grad 22, all-bf16 Adam 14 bytes/element");
   benchmark::AddCustomContext("fuseopt_baselines_openmp",
                               fuseopt::bench::baselines_have_openmp() ? "yes" : "no");
   benchmark::RunSpecifiedBenchmarks();

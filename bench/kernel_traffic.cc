@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "support/low_precision.h"
+
 namespace fuseopt::bench {
 namespace {
 
@@ -24,6 +26,13 @@ void collect_loads(const ir::Expr& root, std::set<const ir::ExprNode*>& seen,
 
 KernelTraffic kernel_traffic(const ir::Kernel& kernel) {
   KernelTraffic traffic;
+  auto bytes_of = [&kernel](const std::string& name) -> int64_t {
+    const ir::BufferDecl* decl = kernel.find_buffer(name);
+    return decl != nullptr ? storage_type_bytes(decl->storage) : 4;
+  };
+  for (const ir::BufferDecl& decl : kernel.buffers) {
+    traffic.narrow = traffic.narrow || decl.storage != StorageType::kF32;
+  }
   for (const ir::Phase& phase : kernel.phases) {
     std::set<const ir::ExprNode*> seen;
     std::set<std::string> loads;
@@ -38,13 +47,17 @@ KernelTraffic kernel_traffic(const ir::Kernel& kernel) {
     ++traffic.phases;
     traffic.buffer_reads += static_cast<int>(loads.size());
     traffic.buffer_writes += static_cast<int>(stores.size());
+    for (const std::string& name : loads) traffic.read_bytes += bytes_of(name);
     for (const std::string& name : stores) {
-      if (!loads.count(name)) ++traffic.write_allocates;
+      traffic.write_bytes += bytes_of(name);
+      if (!loads.count(name)) {
+        ++traffic.write_allocates;
+        traffic.write_allocate_bytes += bytes_of(name);
+      }
     }
   }
-  constexpr int64_t kBytes = 4;  // every buffer is float32 (ir::StorageType::kF32)
-  traffic.stream_bytes_per_element = kBytes * (traffic.buffer_reads + traffic.buffer_writes);
-  traffic.bytes_per_element = traffic.stream_bytes_per_element + kBytes * traffic.write_allocates;
+  traffic.stream_bytes_per_element = traffic.read_bytes + traffic.write_bytes;
+  traffic.bytes_per_element = traffic.stream_bytes_per_element + traffic.write_allocate_bytes;
   return traffic;
 }
 

@@ -366,19 +366,28 @@ using ArgvFunction = int (*)(void**);
 
 class HalidePhase final : public PhaseKernel {
  public:
+  // `storage`: each buffer's storage type; `stochastic`: the buffers the phase stores with
+  // stochastic rounding, in buffer order (each takes its rounding key, after the first
+  // index; codegen/halide/cpu_codegen.h).
   HalidePhase(std::shared_ptr<SharedObject> object, ArgvFunction entry,
-              LastErrorFunction last_error, std::string function, size_t buffers, size_t inputs,
-              std::vector<size_t> stores, size_t reductions)
+              LastErrorFunction last_error, std::string function, std::vector<StorageType> storage,
+              size_t inputs, std::vector<size_t> stores, std::vector<size_t> stochastic,
+              size_t reductions)
       : object_(std::move(object)),
         entry_(entry),
         last_error_(last_error),
         function_(std::move(function)),
-        buffers_(buffers),
+        storage_(std::move(storage)),
+        buffers_(storage_.size()),
         inputs_(inputs),
         stores_(std::move(stores)),
+        stochastic_(std::move(stochastic)),
         reductions_(reductions) {}
 
-  size_t argument_count() const { return buffers_ + inputs_ + stores_.size() + reductions_; }
+  size_t argument_count() const {
+    const size_t rounding = stochastic_.empty() ? 0 : 1 + stochastic_.size();
+    return buffers_ + inputs_ + rounding + stores_.size() + reductions_;
+  }
 
   void run(const ChunkArgs& args) const override {
     FUSEOPT_CHECK(args.count > 0 && args.count <= std::numeric_limits<int32_t>::max(),
@@ -399,6 +408,13 @@ class HalidePhase final : public PhaseKernel {
     };
     for (size_t i = 0; i < buffers_; ++i) point(args.buffers[i]);
     for (size_t i = 0; i < inputs_; ++i) a.argv[arg++] = const_cast<float*>(&args.scalars[i]);
+    if (!stochastic_.empty()) {
+      FUSEOPT_CHECK(args.rounding_keys != nullptr, "CPU kernel function '" + function_ +
+                                                       "' rounds stochastically but got no "
+                                                       "rounding keys");
+      a.argv[arg++] = const_cast<int64_t*>(&args.first_index);
+      for (size_t b : stochastic_) a.argv[arg++] = const_cast<uint32_t*>(&args.rounding_keys[b]);
+    }
     for (size_t store : stores_) point(args.buffers[store]);
     for (size_t r = 0; r < reductions_; ++r) {
       halide_buffer_t& b = a.descriptors[d++];
@@ -421,7 +437,8 @@ class HalidePhase final : public PhaseKernel {
 
  private:
   // One thread's argument list for one phase: Halide descriptors for the buffers (vectors of
-  // one dimension sharing `dim`) and reduction outputs (0-dimensional f64), and argv.
+  // one dimension sharing `dim`, typed float32 or uint16 by storage) and reduction outputs
+  // (0-dimensional f64), and argv.
   struct Arguments {
     uint64_t owner = 0;  ///< the id_ of the phase these were prepared for; 0: none
     halide_dimension_t dim{0, 0, 1};
@@ -431,14 +448,20 @@ class HalidePhase final : public PhaseKernel {
 
   void prepare(Arguments& a) const {
     const halide_type_t f32(halide_type_float, 32);
+    const halide_type_t bits16(halide_type_uint, 16);
     const halide_type_t f64(halide_type_float, 64);
+    // A pipeline checks each buffer's type, so a kernel run with the wrong storage fails
+    // with Halide's error rather than misreading memory.
+    auto buffer_type = [&](size_t buffer) {
+      return storage_[buffer] == StorageType::kF32 ? f32 : bits16;
+    };
     a.dim = halide_dimension_t(0, 0, 1);
     a.descriptors.assign(buffers_ + stores_.size() + reductions_, halide_buffer_t{});
     a.argv.assign(argument_count(), nullptr);
     for (size_t d = 0; d < a.descriptors.size(); ++d) {
       halide_buffer_t& b = a.descriptors[d];
       if (d < buffers_ + stores_.size()) {
-        b.type = f32;
+        b.type = buffer_type(d < buffers_ ? d : stores_[d - buffers_]);
         b.dimensions = 1;
         b.dim = &a.dim;
       } else {
@@ -460,9 +483,11 @@ class HalidePhase final : public PhaseKernel {
   ArgvFunction entry_;
   LastErrorFunction last_error_;  ///< null when the object does not export it
   std::string function_;
+  std::vector<StorageType> storage_;  ///< per buffer
   size_t buffers_;
   size_t inputs_;
-  std::vector<size_t> stores_;  ///< the buffer each store writes, in store order
+  std::vector<size_t> stores_;      ///< the buffer each store writes, in store order
+  std::vector<size_t> stochastic_;  ///< buffers stored stochastically, in buffer order
   size_t reductions_;
 };
 
@@ -495,14 +520,28 @@ std::shared_ptr<const CompiledKernel> load_cpu_kernel(ir::Kernel kernel, const C
                       function + "'");
     }
     std::vector<size_t> stores;
+    std::vector<bool> stored_stochastically(kernel.buffers.size(), false);
     for (const ir::Store& store : phase.stores) {
       const int buffer = kernel.buffer_index(store.target);
       FUSEOPT_CHECK(buffer >= 0, "store to unknown buffer '" + store.target + "'");
       stores.push_back(static_cast<size_t>(buffer));
+      const ir::BufferDecl& decl = kernel.buffers[static_cast<size_t>(buffer)];
+      if (decl.stochastic && decl.storage != StorageType::kF32) {
+        stored_stochastically[static_cast<size_t>(buffer)] = true;
+      }
     }
-    auto code = std::make_shared<HalidePhase>(
-        object, entry, last_error, function, kernel.buffers.size(),
-        ir::phase_scalar_inputs(phase).size(), std::move(stores), phase.reductions.size());
+    // The same list as codegen::stochastic_store_buffers() (the runtime does not include
+    // codegen's headers): the phase's stochastic stores, in buffer order.
+    std::vector<size_t> stochastic;
+    std::vector<StorageType> storage;
+    for (size_t b = 0; b < kernel.buffers.size(); ++b) {
+      if (stored_stochastically[b]) stochastic.push_back(b);
+      storage.push_back(kernel.buffers[b].storage);
+    }
+    auto code =
+        std::make_shared<HalidePhase>(object, entry, last_error, function, std::move(storage),
+                                      ir::phase_scalar_inputs(phase).size(), std::move(stores),
+                                      std::move(stochastic), phase.reductions.size());
     // Halide's metadata (when exported) says how many arguments the function takes: a
     // mismatch means the object was built for another calling convention.
     const std::string base =

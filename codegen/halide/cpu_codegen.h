@@ -15,12 +15,22 @@ namespace fuseopt::codegen {
 ///
 /// Calling convention of phase k's function (its `_argv` wrapper takes a `void**` with one
 /// entry per argument, in this order):
-///   1. every buffer of ir::Kernel::buffers, in order: a 1-D float32 halide_buffer_t with
-///      min 0, extent = the chunk's element count, stride 1 (pointers 4-byte aligned);
+///   1. every buffer of ir::Kernel::buffers, in order: a 1-D halide_buffer_t with min 0,
+///      extent = the chunk's element count, stride 1, of the buffer's storage type: float32
+///      for f32, uint16 (the bits) for bf16 and f16 (pointers aligned to the element size);
 ///   2. each name of ir::phase_scalar_inputs(phase): a pointer to a float;
-///   3. outputs: for each store of the phase, in order, a 1-D float32 buffer aliasing the
-///      stored buffer's input (updates are in place); then for each reduction of the phase,
-///      a 0-D float64 buffer receiving the chunk's partial result.
+///   3. only when the phase stores a buffer with stochastic rounding: a pointer to an int64,
+///      the index of the chunk's first element in its tensor (runtime::ChunkArgs::
+///      first_index), then for each such buffer, in buffer order
+///      (stochastic_store_buffers() in lower_to_halide.h), a pointer to its uint32 rounding
+///      stream key (ChunkArgs::rounding_keys[buffer]); element x of the chunk rounds with
+///      rounding_random(key, first_index + x). Phases that store nothing stochastically (a
+///      reduction-only phase, every phase of an f32 kernel) take no such arguments;
+///   4. outputs: for each store of the phase, in order, a 1-D buffer of the stored buffer's
+///      type aliasing its input (updates are in place); then for each reduction of the
+///      phase, a 0-D float64 buffer receiving the chunk's partial result.
+/// Two-byte buffers are widened exactly where loaded and rounded once where stored
+/// (support/low_precision.h), so the results are the interpreter's bits.
 /// It returns 0, or a Halide error code after calling halide_error. Every buffer must have
 /// the chunk's extent (another extent is an error). Never pass a null host pointer: Halide
 /// takes it for a bounds query, computes nothing and returns 0.

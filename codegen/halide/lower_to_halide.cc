@@ -2,6 +2,14 @@
 // per store and per reduction body, translated op by op with the arithmetic of ir/eval.cc;
 // the stores become one Tuple-valued Func over the chunk (pure definition, updated in place)
 // and each reduction a 0-D float64 Func accumulated in a fixed order.
+//
+// Storage types (docs/language.md, "Storage types and rounding"): a bf16 or f16 buffer is a
+// UInt(16) buffer of its bits. Loads widen exactly to f32 (storage_conversions.h) where the
+// element code reads them; stores round the f32 value once, as the last operation of the
+// step, to nearest even or, for a stochastic buffer, with the random word of the element's
+// index in its tensor. That index is first_index + x, with first_index an Int(64) argument
+// and one UInt(32) stream key argument per stochastically stored buffer, after the scalars
+// (the calling convention is in cpu_codegen.h).
 #include "codegen/halide/lower_to_halide.h"
 
 #include <limits>
@@ -9,6 +17,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "codegen/halide/storage_conversions.h"
 #include "ir/printer.h"
 #include "support/error.h"
 
@@ -107,7 +116,11 @@ class ElementLowering {
       case ir::NodeKind::kLoad: {
         int index = kernel_.buffer_index(e->name);
         FUSEOPT_CHECK(index >= 0, "halide codegen: load of unknown buffer '" + e->name + "'");
-        return Halide::Internal::Call::make(buffers_[static_cast<size_t>(index)].parameter(), {x_});
+        // A two-byte buffer holds bits: widened exactly, once per element (the expression
+        // is shared by every use of the load).
+        const Expr stored =
+            Halide::Internal::Call::make(buffers_[static_cast<size_t>(index)].parameter(), {x_});
+        return widen_from_storage(stored, kernel_.buffers[static_cast<size_t>(index)].storage);
       }
       case ir::NodeKind::kCast:
         return e->type == ir::Type::kF32 ? scalar_as_float(e->operands[0])
@@ -242,6 +255,18 @@ Expr tuple_element(const Func& f, const Halide::Var& x, size_t i) {
 
 }  // namespace
 
+std::vector<size_t> stochastic_store_buffers(const ir::Kernel& kernel, size_t phase_index) {
+  std::set<size_t> buffers;
+  for (const ir::Store& store : kernel.phases.at(phase_index).stores) {
+    const int b = kernel.buffer_index(store.target);
+    FUSEOPT_CHECK(b >= 0, "halide codegen: store to unknown buffer '" + store.target + "'");
+    const ir::BufferDecl& decl = kernel.buffers[static_cast<size_t>(b)];
+    if (decl.stochastic && decl.storage != StorageType::kF32)
+      buffers.insert(static_cast<size_t>(b));
+  }
+  return {buffers.begin(), buffers.end()};
+}
+
 HalidePhase lower_phase_to_halide(const ir::Kernel& kernel, size_t phase_index,
                                   const CpuSchedule& schedule) {
   FUSEOPT_CHECK(kernel.is_split, "halide codegen needs a kernel split into phases");
@@ -262,21 +287,12 @@ HalidePhase lower_phase_to_halide(const ir::Kernel& kernel, size_t phase_index,
   std::set<std::string> taken;
   std::string schedule_text;
 
-  // Arguments: every buffer (1-D f32, min 0, one extent for all), then the scalars.
+  // Arguments: every buffer (1-D of its storage type, min 0, one extent for all), then the
+  // scalars, then, when the phase rounds stochastically, the first index and the keys.
   std::vector<Halide::ImageParam> buffers;
   for (const ir::BufferDecl& decl : kernel.buffers) {
-    Halide::Type storage;
-    switch (decl.storage) {
-      case ir::StorageType::kF32:
-        storage = Halide::Float(32);
-        break;
-      case ir::StorageType::kBF16:
-      case ir::StorageType::kF16:
-        throw UserError(std::string("the cpu backend does not store ") +
-                        ir::spelling(decl.storage) + " yet (buffer '" + decl.name +
-                        "' of rule '" + kernel.rule + "'); the interp backend does");
-    }
-    Halide::ImageParam buffer(storage, 1, halide_name("in_", decl.name, taken));
+    Halide::ImageParam buffer(halide_storage_type(decl.storage), 1,
+                              halide_name("in_", decl.name, taken));
     buffer.dim(0).set_min(0);
     if (!buffers.empty()) buffer.dim(0).set_extent(buffers[0].dim(0).extent());
     buffers.push_back(buffer);
@@ -288,6 +304,19 @@ HalidePhase lower_phase_to_halide(const ir::Kernel& kernel, size_t phase_index,
     Halide::Param<float> param(halide_name("s_", name, taken));
     scalars.emplace(name, param);
     result.arguments.push_back(param);
+  }
+  // The random words of stochastic stores: element x of the chunk is element
+  // first_index + x of its tensor; each stochastically stored buffer has its own stream.
+  const std::vector<size_t> stochastic = stochastic_store_buffers(kernel, phase_index);
+  std::map<size_t, Halide::Param<uint32_t>> rounding_keys;
+  Halide::Param<int64_t> first_index(halide_name("", "first_index", taken));
+  if (!stochastic.empty()) {
+    result.arguments.push_back(first_index);
+    for (size_t b : stochastic) {
+      Halide::Param<uint32_t> key(halide_name("key_", kernel.buffers[b].name, taken));
+      rounding_keys.emplace(b, key);
+      result.arguments.push_back(key);
+    }
   }
 
   Halide::Var x("x");
@@ -362,8 +391,20 @@ HalidePhase lower_phase_to_halide(const ir::Kernel& kernel, size_t phase_index,
     } else {
       computed(x) = Halide::Tuple(values);
     }
+    // Each value rounded to its buffer's storage type, the step's last operation.
     std::vector<Expr> stored;
-    for (size_t i = 0; i < store_count; ++i) stored.push_back(tuple_element(computed, x, i));
+    for (size_t i = 0; i < store_count; ++i) {
+      const auto b = static_cast<size_t>(kernel.buffer_index(phase.stores[i].target));
+      const ir::BufferDecl& decl = kernel.buffers[b];
+      const Expr value = tuple_element(computed, x, i);
+      auto key = rounding_keys.find(b);
+      if (key == rounding_keys.end()) {
+        stored.push_back(round_to_storage_expr(value, decl.storage));
+      } else {
+        const Expr random = rounding_random_at_expr(key->second, first_index, x);
+        stored.push_back(round_to_storage_expr(value, decl.storage, true, random));
+      }
+    }
     Func stores = named_func("stores");
     if (stored.size() == 1) {
       stores(x) = stored[0];

@@ -33,4 +33,13 @@ Halide::Expr mix32_expr(const Halide::Expr& x);
 /// addressed by 32-bit indices in Halide pipelines): `key` and `index` are UInt(32).
 Halide::Expr rounding_random_expr(const Halide::Expr& key, const Halide::Expr& index);
 
+/// rounding_random(key, first + offset) for any chunk position: `first` is Int(64) (the
+/// chunk's first element index in its tensor, >= 0), `offset` a 32-bit integer with
+/// 0 <= offset < 2^31 (the position in the chunk), `key` UInt(32). The upper half of the
+/// index changes at most once within a chunk, so each lane selects between two words that
+/// depend on `first` alone (Halide hoists them out of the loop): one compare and one select
+/// per element over rounding_random_expr().
+Halide::Expr rounding_random_at_expr(const Halide::Expr& key, const Halide::Expr& first,
+                                     const Halide::Expr& offset);
+
 }  // namespace fuseopt::codegen

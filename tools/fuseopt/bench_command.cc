@@ -26,6 +26,7 @@
 #include "runtime/optimizer.h"
 #include "support/error.h"
 #include "support/json.h"
+#include "support/low_precision.h"
 #include "tools/fuseopt/flag_values.h"
 #include "tools/fuseopt/rule_setup.h"
 #include "tools/fuseopt/subcommands.h"
@@ -72,6 +73,48 @@ Backend choose_backend(const std::string& name) {
   throw UserError("--backend must be cpu, interp or cuda, not '" + name + "'");
 }
 
+// One buffer's storage as --storage spells it.
+struct StorageChoice {
+  StorageType type = StorageType::kF32;
+  bool stochastic = false;
+};
+
+// The values of --storage, each BUFFER=TYPE[,BUFFER=TYPE...] with TYPE f32, bf16, f16,
+// bf16-sr or f16-sr (-sr: stochastic rounding), by buffer. Whether the buffers exist, and
+// whether they may round stochastically, is the compiler's to say (ir::set_buffer_storage).
+std::map<std::string, StorageChoice> parse_storage(const std::vector<std::string>& values) {
+  std::vector<std::string> items;
+  for (const std::string& value : values) {
+    size_t start = 0;
+    for (;;) {
+      const size_t comma = value.find(',', start);
+      items.push_back(value.substr(start, comma - start));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  std::map<std::string, StorageChoice> result;
+  for (const auto& [buffer, spelled] : parse_assignments(items, "--storage")) {
+    std::string type = spelled;
+    StorageChoice choice;
+    const std::string suffix = "-sr";
+    if (type.size() > suffix.size() &&
+        type.compare(type.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      choice.stochastic = true;
+      type.resize(type.size() - suffix.size());
+    }
+    const std::optional<StorageType> parsed = parse_storage_type(type);
+    if (!parsed || (choice.stochastic && *parsed == StorageType::kF32)) {
+      throw UserError("--storage " + buffer + "=" + spelled +
+                      ": the type must be f32, bf16, f16, bf16-sr or f16-sr (-sr: stochastic "
+                      "rounding)");
+    }
+    choice.type = *parsed;
+    result[buffer] = choice;
+  }
+  return result;
+}
+
 double median(std::vector<double> values) {
   const size_t middle = values.size() / 2;
   std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(middle),
@@ -88,6 +131,8 @@ struct BenchResult {
   std::string rule;
   std::vector<ir::OptionValue> options;
   std::string backend;
+  /// Every buffer's storage ("f32", "bf16", "bf16-sr", ...), by name.
+  std::map<std::string, std::string> storage;
   std::string kernel_name;
   int64_t tensors = 0;
   int64_t size = 0;
@@ -150,6 +195,11 @@ std::string text_report(const BenchResult& r) {
   };
   line("rule", r.rule + " (" + describe_options(r.options) + ")");
   line("backend", r.backend + " (kernel " + r.kernel_name + ")");
+  std::string storage;
+  for (const auto& [buffer, type] : r.storage) {
+    if (type != "f32") storage += (storage.empty() ? "" : ", ") + buffer + "=" + type;
+  }
+  line("storage", storage.empty() ? "f32" : storage + " (others f32)");
   line("tensors", std::to_string(r.tensors) + " x " + std::to_string(r.size) + " elements");
   if (r.gpu) {
     line("device", r.device);
@@ -165,13 +215,19 @@ std::string text_report(const BenchResult& r) {
                     " ms per step (min " + format_figure(r.min_step_seconds * 1e3) +
                     ", max " + format_figure(r.max_step_seconds * 1e3) + ")");
   line("time", format_figure(r.ns_per_element()) + " ns/element");
-  line("traffic", std::to_string(r.bytes_per_element()) + " bytes/element (" +
-                      std::to_string(t.buffer_reads) + " buffer reads + " +
-                      std::to_string(t.buffer_writes) + " writes" +
-                      (r.gpu ? std::string(", no write-allocate on the GPU")
-                             : " + " + std::to_string(t.write_allocates) + " write-allocates") +
-                      ", 4 bytes each, " + std::to_string(t.phases) +
-                      (t.phases == 1 ? " phase)" : " phases)"));
+  // Two-byte buffers count 2 bytes: the reads, writes and write-allocates in bytes then.
+  auto counted = [&t](int count, int64_t bytes, const char* what) {
+    return std::to_string(count) + " " + what +
+           (t.narrow ? " (" + std::to_string(bytes) + " bytes)" : std::string());
+  };
+  line("traffic",
+       std::to_string(r.bytes_per_element()) + " bytes/element (" +
+           counted(t.buffer_reads, t.read_bytes, "buffer reads") + " + " +
+           counted(t.buffer_writes, t.write_bytes, "writes") +
+           (r.gpu ? std::string(", no write-allocate on the GPU")
+                  : " + " + counted(t.write_allocates, t.write_allocate_bytes, "write-allocates")) +
+           (t.narrow ? ", 4 bytes per f32 element and 2 per bf16 or f16, " : ", 4 bytes each, ") +
+           std::to_string(t.phases) + (t.phases == 1 ? " phase)" : " phases)"));
   line("throughput", format_figure(r.gb_per_s()) + " GB/s");
   if (r.gpu) {
     line("bandwidth", format_figure(r.copy_gb_per_s) +
@@ -204,6 +260,9 @@ std::string json_report(const BenchResult& r) {
   }
   w.end_object();
   w.key("backend").value(r.backend);
+  w.key("storage").begin_object();
+  for (const auto& [buffer, type] : r.storage) w.key(buffer).value(type);
+  w.end_object();
   w.key("kernel").value(r.kernel_name);
   w.key("tensors").value(r.tensors);
   w.key("size").value(r.size);
@@ -220,6 +279,9 @@ std::string json_report(const BenchResult& r) {
   w.key("ns_per_element").value(r.ns_per_element());
   w.key("bytes_per_element").value(r.bytes_per_element());
   w.key("stream_bytes_per_element").value(r.traffic.stream_bytes_per_element);
+  w.key("read_bytes_per_element").value(r.traffic.read_bytes);
+  w.key("write_bytes_per_element").value(r.traffic.write_bytes);
+  if (!r.gpu) w.key("write_allocate_bytes_per_element").value(r.traffic.write_allocate_bytes);
   w.key("phases").value(r.traffic.phases);
   w.key("gb_per_s").value(r.gb_per_s());
   if (r.gpu) {
@@ -230,10 +292,12 @@ std::string json_report(const BenchResult& r) {
   }
   w.key("bandwidth_fraction").value(r.bandwidth_fraction());
   w.key("bytes_convention")
-      .value(r.gpu ? "4 bytes per buffer read and per buffer written (no write-allocate on the "
-                     "GPU); device-to-device copy 8 bytes/element"
-                   : "4 bytes per buffer read, per buffer written, and per buffer written but "
-                     "not read (write-allocate); triad 16 bytes/element");
+      .value(r.gpu ? "per buffer read and per buffer written, its element size (4 bytes f32, 2 "
+                     "bf16/f16; no write-allocate on the GPU); device-to-device copy 8 "
+                     "bytes/element"
+                   : "per buffer read, per buffer written, and per buffer written but not read "
+                     "(write-allocate), its element size (4 bytes f32, 2 bf16/f16); triad 16 "
+                     "bytes/element");
   w.end_object();
   return w.str() + "\n";
 }
@@ -245,7 +309,8 @@ CommandSpec bench_spec() {
       .name = "bench",
       .synopsis =
           "RULE [--size N] [--tensors K] [--threads T] [--backend cpu|interp|cuda]\n"
-          "           [--steps S] [--set NAME=VALUE]... [--option NAME=VALUE]... [--json]",
+          "           [--steps S] [--set NAME=VALUE]... [--option NAME=VALUE]...\n"
+          "           [--storage BUFFER=TYPE[,BUFFER=TYPE...]]... [--json]",
       .description =
           "Compiles RULE (reporting the compile time), steps K tensors of N elements each\n"
           "(deterministic data; defaults: one tensor of 2^25) twice to warm up, then times S\n"
@@ -258,10 +323,16 @@ CommandSpec bench_spec() {
           "for the first in a process) on a cache miss, a load from the cache database\n"
           "(milliseconds) on a hit; FUSEOPT_CACHE=$(mktemp -d) gives a cold compile.\n"
           "\n"
-          "Bytes per element come from the kernel's IR: per phase, 4 bytes for each buffer\n"
-          "read, each buffer written, and each buffer written without being read\n"
-          "(write-allocate), summed over phases (Adam: 28). The triad, counted the same way,\n"
+          "Bytes per element come from the kernel's IR: per phase, the element size (4 bytes\n"
+          "for f32, 2 for bf16 and f16) of each buffer read, each buffer written, and each\n"
+          "buffer written without being read (write-allocate), summed over phases (Adam: 28;\n"
+          "Adam with --storage param=bf16,grad=bf16: 22). The triad, counted the same way,\n"
           "moves 16 bytes per element; STREAM's own convention (12) is printed too.\n"
+          "\n"
+          "--storage stores buffers (param, grad or a state) in another type: f32, bf16 or\n"
+          "f16, rounded to nearest even, or bf16-sr or f16-sr, rounded stochastically (seed:\n"
+          "--set rounding_seed=N). Parameters and gradients are filled with the same data,\n"
+          "rounded to the type.\n"
           "\n"
           "Backends: cpu (the Halide kernels, the default), interp (the reference\n"
           "interpreter, chunked on the same threads), cuda (kernels compiled by NVRTC for\n"
@@ -283,6 +354,8 @@ CommandSpec bench_spec() {
               {"--set", FlagKind::kRepeated, "NAME=VALUE", "set a hyper (repeatable)"},
               {"--option", FlagKind::kRepeated, "NAME=VALUE",
                "set an option: true, false or an integer (repeatable)"},
+              {"--storage", FlagKind::kRepeated, "BUFFER=TYPE[,...]",
+               "store buffers as f32, bf16, f16, bf16-sr or f16-sr (stochastic rounding)"},
               {"--json", FlagKind::kSwitch, "", "print one JSON object"},
           },
   };
@@ -312,17 +385,40 @@ int run_bench(const Args& args) {
   const std::map<std::string, std::string> option_flags =
       parse_assignments(args.values("--option"), "--option");
   const std::vector<ir::OptionValue> options = rule.resolve_options(option_flags);
-  const ir::Kernel checked = tools::compile_rule(rule, options);
-  const std::vector<double> hyper_values =
-      resolve_hypers(rule, checked, parse_assignments(args.values("--set"), "--set"));
+  ir::Kernel checked = tools::compile_rule(rule, options);
+  // Storage before the hypers: a stochastic buffer adds the rounding_seed hyper.
+  const std::map<std::string, StorageChoice> storage = parse_storage(args.values("--storage"));
+  for (const auto& [buffer, choice] : storage) {
+    ir::set_buffer_storage(checked, buffer, choice.type, choice.stochastic);
+  }
+  // rounding_seed is the compiler's hyper, not the rule's: taken out before the rule's
+  // hypers are checked, and only where a stochastic buffer gives the kernel that hyper.
+  std::map<std::string, std::string> hyper_flags = parse_assignments(args.values("--set"), "--set");
+  std::optional<double> rounding_seed;
+  if (auto seed = hyper_flags.find(ir::kRoundingSeedHyper); seed != hyper_flags.end()) {
+    if (checked.hyper_index(ir::kRoundingSeedHyper) < 0) {
+      throw UserError(std::string("--set ") + ir::kRoundingSeedHyper +
+                      ": only a buffer rounded stochastically (--storage BUFFER=bf16-sr or "
+                      "f16-sr) has a rounding seed");
+    }
+    rounding_seed =
+        parse_number(seed->second, std::string("hyper '") + ir::kRoundingSeedHyper + "'");
+    hyper_flags.erase(seed);
+  }
+  const std::vector<double> hyper_values = resolve_hypers(rule, checked, hyper_flags);
   std::map<std::string, double> hypers;
   for (size_t i = 0; i < checked.hypers.size(); ++i) {
     hypers[checked.hypers[i].name] = hyper_values[i];
   }
+  if (rounding_seed) hypers[ir::kRoundingSeedHyper] = *rounding_seed;
 
   CompileOptions compile_options;
   compile_options.backend = backend;
   compile_options.options = option_flags;
+  for (const auto& [buffer, choice] : storage) {
+    compile_options.storage[buffer] =
+        std::string(storage_type_name(choice.type)) + (choice.stochastic ? " stochastic" : "");
+  }
   // The schedule `fuseopt tune` chose for this size, where it tuned one (the kernel's name
   // spells the schedule).
   compile_options.size_hint = tensors * size;
@@ -341,10 +437,14 @@ int run_bench(const Args& args) {
   {
     Optimizer optimizer(kernel, hypers, threads);
     const int fill_threads = tensors == 1 ? threads : 1;
+    // Device memory, or a two-byte parameter or gradient: filled through the host and
+    // write_param/write_grad (which round to the buffer's type).
+    const bool staging = gpu || optimizer.storage("param") != StorageType::kF32 ||
+                         optimizer.storage("grad") != StorageType::kF32;
     std::vector<float> staged;
     for (int64_t k = 0; k < tensors; ++k) {
       const size_t index = optimizer.add_tensor(size);
-      if (gpu) {
+      if (staging) {
         staged.resize(static_cast<size_t>(size));
         bench::fill_deterministic(staged.data(), size, static_cast<uint32_t>(2 * k), -1.0f,
                                   1.0f, fill_threads);
@@ -391,6 +491,10 @@ int run_bench(const Args& args) {
   result.options = options;
   result.backend = backend_name(backend);
   result.kernel_name = kernel->name;
+  for (const ir::BufferDecl& buffer : kernel->ir.buffers) {
+    result.storage[buffer.name] =
+        std::string(storage_type_name(buffer.storage)) + (buffer.stochastic ? "-sr" : "");
+  }
   result.tensors = tensors;
   result.size = size;
   result.threads = threads;
