@@ -9,7 +9,10 @@
 #   3. `pip install .` of this repository (builds the C++ library and the extension);
 #   4. the package's tests (tests/python, run by unittest discovery),
 #      examples/python/train_digits.py --quick and bench/torch_compare.py --quick (its
-#      correctness check against torch.optim), against that torch.
+#      correctness check against torch.optim), against that torch;
+#   5. torch's own CPU GradScaler (torch.amp.GradScaler("cpu"), torch >= 2.3) driving
+#      fuseopt.torch through the fused-optimizer contract, next to torch.optim.AdamW under
+#      the same scaler: that test must run, not be skipped.
 #
 # Usage: tools/check-pypi-torch.sh [WORKDIR]
 # Environment: PYTHON (the interpreter for the venv, default /usr/bin/python3),
@@ -98,7 +101,27 @@ stage "bench/torch_compare.py --quick"
 # CPU kernels): the correctness check must pass; the timings are only printed.
 "$PY" "$REPO/bench/torch_compare.py" --quick || die "torch_compare.py failed"
 
+stage "torch.amp.GradScaler('cpu') driving fuseopt.torch"
+# Discovery above counts a skipped test as passing; here GradScalerTest must run. It checks
+# that torch's scaler hands fuseopt the scale and found_inf (the grad_scale and found_inf
+# attributes), that steps equal torch.optim.AdamW's under the same scaler, and that an inf
+# skips every group and lowers the scale as it does for AdamW.
+(cd "$REPO/tests/python" && "$PY" - <<'EOF'
+import sys
+import unittest
+
+import test_torch_mixed_precision as cases
+
+suite = unittest.defaultTestLoader.loadTestsFromTestCase(cases.GradScalerTest)
+result = unittest.TextTestRunner(verbosity=2).run(suite)
+if result.skipped:
+    sys.exit("GradScalerTest was skipped: " + "; ".join(reason for _, reason in result.skipped))
+sys.exit(0 if result.wasSuccessful() else 1)
+EOF
+) || die "torch.amp.GradScaler('cpu') with fuseopt.torch failed"
+
 stage "done"
 "$PY" -c 'import fuseopt, torch, platform
-print("fuseopt", fuseopt.__version__, "passes its tests, the digits example and torch_compare with torch",
+print("fuseopt", fuseopt.__version__, "passes its tests, the digits example, torch_compare and",
+      "the CPU GradScaler with torch",
       torch.__version__, "(Python " + platform.python_version() + ")")'

@@ -2,6 +2,8 @@
 
 #include <dlpack/dlpack.h>
 
+#include <optional>
+
 #include "support/error.h"
 
 namespace fuseopt::python {
@@ -11,14 +13,20 @@ std::string type_name(py::handle object) {
   return py::str(py::type::handle_of(object).attr("__name__")).cast<std::string>();
 }
 
-// numpy spells float32 "f" (native) or "<f" / "=f"; anything else is another type or a
-// byte order this machine does not have.
-bool is_float32_format(const char* format) {
-  if (format == nullptr) return false;  // NULL means unsigned bytes
+// The element type of a buffer-protocol format: numpy spells float32 "f" (native) or
+// "<f" / "=f", float16 "e", uint16 "H"; anything else is another type or a byte order this
+// machine does not have.
+std::optional<ElementType> buffer_element_type(const char* format, Py_ssize_t itemsize) {
+  if (format == nullptr) return std::nullopt;  // NULL means unsigned bytes
   std::string f = format;
   if (!f.empty() && (f[0] == '<' || f[0] == '=' || f[0] == '@')) f = f.substr(1);
-  return f == "f";
+  if (f == "f" && itemsize == 4) return ElementType::kFloat32;
+  if (f == "e" && itemsize == 2) return ElementType::kFloat16;
+  if (f == "H" && itemsize == 2) return ElementType::kUInt16;
+  return std::nullopt;
 }
+
+int element_bytes(ElementType type) { return type == ElementType::kFloat32 ? 4 : 2; }
 
 Borrowed borrow_buffer(py::handle array, bool writable, const std::string& what) {
   // A memoryview holds the exporter's buffer (and so its memory) until it is released.
@@ -26,9 +34,11 @@ Borrowed borrow_buffer(py::handle array, bool writable, const std::string& what)
   if (view_object == nullptr) throw py::error_already_set();
   py::object view = py::reinterpret_steal<py::object>(view_object);
   const Py_buffer* buffer = PyMemoryView_GET_BUFFER(view_object);
-  if (!is_float32_format(buffer->format) || buffer->itemsize != 4) {
-    throw UserError(what + " must hold float32 values; this " + type_name(array) +
-                    " has format '" + (buffer->format ? buffer->format : "B") + "'");
+  const std::optional<ElementType> type = buffer_element_type(buffer->format, buffer->itemsize);
+  if (!type) {
+    throw UserError(what + " must hold float32, float16 or bfloat16 values (uint16 for "
+                    "bfloat16 bits); this " + type_name(array) + " has format '" +
+                    (buffer->format ? buffer->format : "B") + "'");
   }
   if (!PyBuffer_IsContiguous(buffer, 'C')) {
     throw UserError(what + " must be C-contiguous; this " + type_name(array) +
@@ -38,8 +48,9 @@ Borrowed borrow_buffer(py::handle array, bool writable, const std::string& what)
     throw UserError(what + " must be writable; this " + type_name(array) + " is read-only");
   }
   Borrowed result;
-  result.data = static_cast<float*>(buffer->buf);
-  result.numel = static_cast<int64_t>(buffer->len / 4);
+  result.data = buffer->buf;
+  result.type = *type;
+  result.numel = static_cast<int64_t>(buffer->len / element_bytes(*type));
   result.owner = view;
   result.array = py::reinterpret_borrow<py::object>(array);
   return result;
@@ -79,9 +90,16 @@ Borrowed borrow_dlpack(py::handle array, const std::string& what) {
   auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor"));
   if (managed == nullptr) throw py::error_already_set();
   const DLTensor& tensor = managed->dl_tensor;
-  if (tensor.dtype.code != kDLFloat || tensor.dtype.bits != 32 || tensor.dtype.lanes != 1) {
-    throw UserError(what + " must hold float32 values; this " + type_name(array) + " is " +
-                    dtype_name(tensor.dtype));
+  std::optional<ElementType> type;
+  if (tensor.dtype.lanes == 1) {
+    if (tensor.dtype.code == kDLFloat && tensor.dtype.bits == 32) type = ElementType::kFloat32;
+    if (tensor.dtype.code == kDLFloat && tensor.dtype.bits == 16) type = ElementType::kFloat16;
+    if (tensor.dtype.code == kDLBfloat && tensor.dtype.bits == 16) type = ElementType::kBFloat16;
+    if (tensor.dtype.code == kDLUInt && tensor.dtype.bits == 16) type = ElementType::kUInt16;
+  }
+  if (!type) {
+    throw UserError(what + " must hold float32, float16 or bfloat16 values; this " +
+                    type_name(array) + " is " + dtype_name(tensor.dtype));
   }
   int64_t numel = 1;
   int64_t expected_stride = 1;
@@ -112,7 +130,8 @@ Borrowed borrow_dlpack(py::handle array, const std::string& what) {
       throw UserError(what + " is on " + device_name(tensor.device) +
                       "; fuseopt takes host memory or CUDA device memory");
   }
-  result.data = reinterpret_cast<float*>(static_cast<char*>(tensor.data) + tensor.byte_offset);
+  result.data = static_cast<char*>(tensor.data) + tensor.byte_offset;
+  result.type = *type;
   result.numel = numel;
   result.owner = capsule;
   result.array = py::reinterpret_borrow<py::object>(array);
@@ -121,12 +140,47 @@ Borrowed borrow_dlpack(py::handle array, const std::string& what) {
 
 }  // namespace
 
+const char* element_type_name(ElementType type) {
+  switch (type) {
+    case ElementType::kFloat32: return "float32";
+    case ElementType::kFloat16: return "float16";
+    case ElementType::kBFloat16: return "bfloat16";
+    case ElementType::kUInt16: return "uint16";
+  }
+  return "float32";
+}
+
+void check_element_type(const Borrowed& memory, StorageType storage, const std::string& what) {
+  bool ok = false;
+  const char* wanted = "float32";
+  switch (storage) {
+    case StorageType::kF32: ok = memory.type == ElementType::kFloat32; break;
+    case StorageType::kF16:
+      ok = memory.type == ElementType::kFloat16;
+      wanted = "float16";
+      break;
+    case StorageType::kBF16:
+      ok = memory.type == ElementType::kBFloat16 || memory.type == ElementType::kUInt16;
+      wanted = "bfloat16 (a torch.bfloat16 tensor, or a uint16 array of bfloat16 bits)";
+      break;
+  }
+  if (!ok) {
+    throw UserError(what + " holds " + element_type_name(memory.type) + " values, but the "
+                    "kernel stores " + what + " as " + storage_type_name(storage) +
+                    ": pass " + wanted + " memory (or compile with storage={'" + what + "': '" +
+                    (memory.type == ElementType::kFloat32   ? "f32"
+                     : memory.type == ElementType::kFloat16 ? "f16"
+                                                            : "bf16") +
+                    "'})");
+  }
+}
+
 Borrowed borrow_array(py::handle array, bool writable, const std::string& what) {
-  if (array.is_none()) throw UserError(what + " is None; expected a float32 array");
+  if (array.is_none()) throw UserError(what + " is None; expected an array");
   // The buffer protocol first: it says whether memory is read-only, which DLPack cannot.
   if (PyObject_CheckBuffer(array.ptr())) return borrow_buffer(array, writable, what);
   if (py::hasattr(array, "__dlpack__")) return borrow_dlpack(array, what);
-  throw py::type_error(what + " must be a float32 array that supports the buffer protocol or "
+  throw py::type_error(what + " must be an array that supports the buffer protocol or "
                        "DLPack (numpy.ndarray, torch.Tensor); got " + type_name(array));
 }
 

@@ -227,12 +227,14 @@ class PyOptimizer {
     check_place(p, "param");
     check_place(g, "grad");
     check_idle();
+    check_element_type(p, optimizer_.storage("param"), "param");
+    check_element_type(g, optimizer_.storage("grad"), "grad");
     if (p.numel != g.numel) {
       throw UserError("param has " + std::to_string(p.numel) + " elements but grad has " +
                       std::to_string(g.numel));
     }
     if (p.numel == 0) throw UserError("param is empty; every tensor needs at least one element");
-    const size_t index = optimizer_.add_tensor(p.data, g.data, p.numel);
+    const size_t index = optimizer_.add_tensor_raw(p.data, g.data, p.numel);
     owners_.resize(optimizer_.tensor_count());
     owners_[index] = {p.owner, p.array, g.owner, g.array};
     return index;
@@ -253,24 +255,26 @@ class PyOptimizer {
     Borrowed g = borrow_array(grad, false, "grad");
     check_place(p, "param");
     check_place(g, "grad");
+    check_element_type(p, optimizer_.storage("param"), "param");
+    check_element_type(g, optimizer_.storage("grad"), "grad");
     const int64_t numel = optimizer_.numel(tensor);
     if (p.numel != numel || g.numel != numel) {
       throw UserError("tensor " + std::to_string(tensor) + " has " + std::to_string(numel) +
                       " elements; param has " + std::to_string(p.numel) + " and grad " +
                       std::to_string(g.numel));
     }
-    optimizer_.set_buffers(tensor, p.data, g.data);
+    optimizer_.set_buffers_raw(tensor, p.data, g.data);
     owners_[tensor] = {p.owner, p.array, g.owner, g.array};
   }
 
-  // Raw addresses, for fuseopt.torch, which checks dtype, layout and device itself and keeps
-  // the tensors alive (they belong to the model and to torch's .grad).
+  // Raw addresses, for fuseopt.torch, which checks dtype (against storage()), layout and
+  // device itself and keeps the tensors alive (they belong to the model and to torch's .grad).
   size_t add_address(uintptr_t param, uintptr_t grad, int64_t numel) {
     check_idle();
     if (param == 0 || grad == 0) throw UserError("null tensor address");
     if (numel <= 0) throw UserError("a tensor needs at least one element");
-    const size_t index = optimizer_.add_tensor(reinterpret_cast<float*>(param),
-                                               reinterpret_cast<const float*>(grad), numel);
+    const size_t index = optimizer_.add_tensor_raw(reinterpret_cast<void*>(param),
+                                                   reinterpret_cast<const void*>(grad), numel);
     owners_.resize(optimizer_.tensor_count());
     return index;
   }
@@ -279,8 +283,8 @@ class PyOptimizer {
     check_idle();
     check_tensor(tensor);
     if (param == 0 || grad == 0) throw UserError("null tensor address");
-    optimizer_.set_buffers(tensor, reinterpret_cast<float*>(param),
-                           reinterpret_cast<const float*>(grad));
+    optimizer_.set_buffers_raw(tensor, reinterpret_cast<void*>(param),
+                               reinterpret_cast<const void*>(grad));
     owners_[tensor] = {};
   }
 
@@ -307,6 +311,16 @@ py::array_t<float> view(float* data, int64_t numel, py::handle base, bool writab
   py::array_t<float> array({numel}, {static_cast<int64_t>(sizeof(float))}, data, base);
   if (!writable) array.attr("setflags")(py::arg("write") = false);
   return array;
+}
+
+/// A NumPy array over a buffer's host memory in its storage type: float32, float16, or
+/// uint16 for bfloat16 (NumPy has no bfloat16; the words are its bits). Keeps `base` alive.
+py::array storage_view(void* data, StorageType storage, int64_t numel, py::handle base) {
+  const char* format = storage == StorageType::kF32   ? "f"
+                       : storage == StorageType::kF16 ? "e"
+                                                      : "H";
+  const int64_t bytes = storage_type_bytes(storage);
+  return py::array(py::dtype(format), {numel}, {bytes}, data, base);
 }
 
 std::vector<float> to_floats(const py::array_t<float, py::array::c_style | py::array::forcecast>& values,
@@ -585,6 +599,18 @@ PYBIND11_MODULE(_fuseopt, m) {
       .def_readonly("chunk_elements", &runtime::CompiledKernel::chunk_elements)
       .def_property_readonly("config", [](const runtime::CompiledKernel& k) { return k.ir.config_name(); },
                              "the rule and option values, e.g. adam_amsgrad0_maximize0")
+      .def_property_readonly(
+          "storage",
+          [](const runtime::CompiledKernel& k) {
+            py::dict d;
+            for (const ir::BufferDecl& b : k.ir.buffers) {
+              d[py::str(b.name)] = std::string(storage_type_name(b.storage)) +
+                                   (b.stochastic ? " stochastic" : "");
+            }
+            return d;
+          },
+          "{buffer: 'f32', 'bf16' or 'f16' (then ' stochastic' where stores round "
+          "stochastically)} for param, grad and every state, in buffer order")
       .def("__repr__", [](const runtime::CompiledKernel& k) { return "<fuseopt.Kernel " + k.name + ">"; });
 
   m.def("compile",
@@ -641,8 +667,9 @@ PYBIND11_MODULE(_fuseopt, m) {
   // ---- The Optimizer -----------------------------------------------------------------------
 
   py::class_<PyOptimizer>(m, "Optimizer",
-                          "One compiled rule stepping a group of float32 tensors whose memory "
-                          "it borrows (no copies). Not thread-safe.")
+                          "One compiled rule stepping a group of tensors (float32, or the "
+                          "kernel's bf16/f16 storage) whose memory it borrows (no copies). "
+                          "Not thread-safe.")
       .def(py::init([](std::shared_ptr<runtime::CompiledKernel> kernel,
                        std::map<std::string, double> hypers, int threads) {
              if (!kernel) throw UserError("kernel is None; compile one with fuseopt.compile()");
@@ -659,9 +686,11 @@ PYBIND11_MODULE(_fuseopt, m) {
            [](PyOptimizer& o, py::handle param, py::handle grad) { return o.add(param, grad); },
            py::arg("param"), py::arg("grad"),
            "Adds a tensor whose memory the caller owns: `param` (written in place) and `grad`, "
-           "C-contiguous float32 arrays of equal size (NumPy, torch, anything with the buffer "
-           "protocol or DLPack; CUDA tensors for a cuda kernel). The optimizer keeps references "
-           "to them. Returns the tensor's index.")
+           "C-contiguous arrays of equal size in the kernel's storage types (storage('param'), "
+           "storage('grad')): float32, float16, or bfloat16 (torch.bfloat16, or uint16 NumPy "
+           "arrays of its bits); NumPy, torch, anything with the buffer protocol or DLPack; "
+           "CUDA tensors for a cuda kernel. The optimizer keeps references to them. Returns the "
+           "tensor's index.")
       .def("add_tensor", [](PyOptimizer& o, int64_t numel) { return o.add_owned(numel); },
            py::arg("numel"),
            "Adds a tensor whose zeroed param and grad the optimizer allocates.")
@@ -676,6 +705,29 @@ PYBIND11_MODULE(_fuseopt, m) {
            "Internal (fuseopt.torch): adds a tensor by raw addresses the caller keeps valid.")
       .def("_set_addresses", &PyOptimizer::set_addresses, py::arg("tensor"), py::arg("param"),
            py::arg("grad"), "Internal (fuseopt.torch): set_buffers by raw addresses.")
+      .def("storage",
+           [](const PyOptimizer& o, const std::string& buffer) {
+             return std::string(storage_type_name(o.get().storage(buffer)));
+           },
+           py::arg("buffer"),
+           "How a buffer ('param', 'grad' or a state) is stored: 'f32', 'bf16' or 'f16'. "
+           "add_tensor() and set_buffers() take param and grad memory of that type.")
+      .def("data",
+           [](py::object self, size_t t, const std::string& buffer) {
+             PyOptimizer& o = self.cast<PyOptimizer&>();
+             o.check_tensor(t);
+             if (o.device_memory()) {
+               throw UserError("data(): this optimizer's kernel (" + o.kernel()->backend +
+                               ") keeps its buffers in device memory; use read_param(), "
+                               "read_state() and their write_*() counterparts");
+             }
+             const StorageType storage = o.get().storage(buffer);
+             return storage_view(o.get().data(t, buffer), storage, o.get().numel(t), self);
+           },
+           py::arg("tensor"), py::arg("buffer"),
+           "A writable NumPy view of a buffer ('param', 'grad' or a state) in its storage type "
+           "(host kernels): float32, float16, or uint16 holding bfloat16 bits. "
+           "param(), grad() and state() are the float32 views of f32 buffers.")
       .def_property_readonly("tensor_count", [](const PyOptimizer& o) { return o.get().tensor_count(); })
       .def("__len__", [](const PyOptimizer& o) { return o.get().tensor_count(); })
       .def("numel", [](const PyOptimizer& o, size_t t) { o.check_tensor(t); return o.get().numel(t); },
@@ -688,7 +740,8 @@ PYBIND11_MODULE(_fuseopt, m) {
              return view(span.data(), static_cast<int64_t>(span.size()), self, true);
            },
            py::arg("tensor"),
-           "A writable NumPy view of the parameter (host kernels; read_param() for any).")
+           "A writable float32 NumPy view of an f32 parameter (host kernels; data() for bf16/f16, "
+           "read_param() for any).")
       .def("grad",
            [](py::object self, size_t t) {
              PyOptimizer& o = self.cast<PyOptimizer&>();
@@ -696,7 +749,7 @@ PYBIND11_MODULE(_fuseopt, m) {
              auto span = o.get().grad(t);
              return view(span.data(), static_cast<int64_t>(span.size()), self, true);
            },
-           py::arg("tensor"), "A NumPy view of the gradient (host kernels).")
+           py::arg("tensor"), "A float32 NumPy view of an f32 gradient (host kernels).")
       .def("read_param", [](const PyOptimizer& o, size_t t) { o.check_tensor(t); return to_array(o.get().read_param(t)); },
            py::arg("tensor"), "A copy of the parameter, for host and device kernels.")
       .def("write_param",
@@ -760,8 +813,9 @@ PYBIND11_MODULE(_fuseopt, m) {
              return view(span.data(), static_cast<int64_t>(span.size()), self, true);
            },
            py::arg("tensor"), py::arg("name"),
-           "A writable NumPy view of a state (host kernels; read_state() for any). Writing it "
-           "before the tensor's first step replaces the rule's initial value.")
+           "A writable float32 NumPy view of an f32 state (host kernels; data() for bf16/f16, "
+           "read_state() for any). Writing it before the tensor's first step replaces the "
+           "rule's initial value.")
       .def("read_state",
            [](const PyOptimizer& o, size_t t, const std::string& name) {
              o.check_tensor(t);
