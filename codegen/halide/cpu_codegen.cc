@@ -189,6 +189,13 @@ HalideCpuBinary compile_cpu_kernel(const ir::Kernel& kernel, const CpuSchedule& 
       }
       Halide::Module linked =
           modules.size() == 1 ? modules[0] : Halide::link_modules(binary.name, modules);
+      // link_modules does not carry the modules' strict-float flag, and without it LLVM is
+      // told it may fuse multiplies and adds: every phase of a multi-phase kernel would lose
+      // StrictFloat's guarantee (fma in lamb's and in loss-scaled kernels' later phases, 1
+      // ulp from the interpreter). The flag makes codegen keep IEEE semantics per operation.
+      bool any_strict_float = false;
+      for (const Halide::Module& module : modules) any_strict_float |= module.any_strict_float();
+      linked.set_any_strict_float(any_strict_float);
       linked.compile({{Halide::OutputFileType::object, kernel_object}});
     });
 

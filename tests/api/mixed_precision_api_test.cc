@@ -61,8 +61,8 @@ TEST_P(GradTransformApi, MatchesTheInterpreterStepSkipAndNorm) {
   options.loss_scaling = true;
   options.clip_grad_norm = true;
   options.cpu_schedule.chunk_elements = 4096;  // several chunks per large tensor
-  const std::map<std::string, double> hypers = {{"lr", 1e-2}, {ir::kGradScaleHyper, 256.0},
-                                                {ir::kMaxGradNormHyper, 5.0}};
+  const std::map<std::string, double> hypers = {
+      {"lr", 1e-2}, {ir::kGradScaleHyper, 256.0}, {ir::kMaxGradNormHyper, 5.0}};
   for (int threads : {1, 2}) {
     Optimizer optimizer = make_optimizer("adam", options, hypers, threads);
     Reference reference("adam", {true, true}, params);
@@ -176,8 +176,8 @@ TEST(StorageApi, StochasticStoresThroughTheChunkedRuntimeMatchTheInterpreter) {
     options.backend = Backend::kInterpreter;
     options.storage = {{"param", "bf16 stochastic"}};
     options.cpu_schedule.chunk_elements = 1000;
-    Optimizer optimizer = make_optimizer("sgd", options, {{"lr", 1e-3}, {"rounding_seed", 1234}},
-                                         threads);
+    Optimizer optimizer =
+        make_optimizer("sgd", options, {{"lr", 1e-3}, {"rounding_seed", 1234}}, threads);
     std::vector<std::vector<std::vector<float>>> buffers;
     std::vector<ir::TensorArgs> tensors;
     for (size_t i = 0; i < sizes.size(); ++i) {
@@ -206,6 +206,44 @@ TEST(StorageApi, StochasticStoresThroughTheChunkedRuntimeMatchTheInterpreter) {
       for (size_t i = 0; i < sizes.size(); ++i) {
         ASSERT_EQ(optimizer.read_param(i), buffers[i][0])
             << "threads " << threads << " step " << step << " tensor " << i;
+      }
+    }
+  }
+}
+
+TEST(StorageApi, LossScaledKernelsOnTheCpuGiveTheInterpretersBits) {
+  // Without clipping the factors do not depend on how sums are added, so the cpu backend's
+  // two-phase kernels (statistics, then the update) must give the interp backend's bits: this
+  // fails if a later phase loses strict float semantics (codegen/halide/cpu_codegen.cc).
+  const std::vector<size_t> sizes = {4097, 33, 20000};
+  for (const std::map<std::string, std::string>& storage :
+       {std::map<std::string, std::string>{}, {{"param", "bf16"}, {"grad", "bf16"}}}) {
+    std::vector<std::vector<float>> params;
+    std::vector<Optimizer> optimizers;
+    for (Backend backend : {Backend::kInterpreter, Backend::kCpu}) {
+      CompileOptions options;
+      options.backend = backend;
+      options.loss_scaling = true;
+      options.storage = storage;
+      options.cpu_schedule.chunk_elements = 4096;
+      Optimizer& o = optimizers.emplace_back(
+          make_optimizer("adamw", options, {{"lr", 1e-2}, {ir::kGradScaleHyper, 1024.0}}, 2));
+      for (size_t i = 0; i < sizes.size(); ++i) {
+        o.add_tensor(static_cast<int64_t>(sizes[i]));
+        o.write_param(i, random_values(sizes[i], 40 + i));
+      }
+    }
+    for (int step = 1; step <= 3; ++step) {
+      for (Optimizer& o : optimizers) {
+        for (size_t i = 0; i < sizes.size(); ++i) {
+          o.write_grad(i, random_values(sizes[i], 50 * step + i, 1024.0f));
+        }
+        ASSERT_TRUE(o.step());
+      }
+      for (size_t i = 0; i < sizes.size(); ++i) {
+        ASSERT_EQ(optimizers[1].read_param(i), optimizers[0].read_param(i)) << "step " << step;
+        ASSERT_EQ(optimizers[1].read_state(i, "exp_avg_sq"),
+                  optimizers[0].read_state(i, "exp_avg_sq"));
       }
     }
   }
