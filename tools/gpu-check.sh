@@ -2,7 +2,9 @@
 # The GPU check, one prepared script for a machine with an NVIDIA GPU (under 8 minutes on an
 # H200 with 16 cores):
 #   1. build    the release preset's GPU targets (gpu_test, gpu_bench, pack_gpu_test), -j16
-#   2. tests    ctest -L gpu: every rule and option combination on the GPU against the
+#   2. tests    ctest -L gpu (with the Python package where it builds: fuseopt.torch with
+#               bf16, master weights and torch.cuda.amp.GradScaler on the GPU against the
+#               interpreter): every rule and option combination on the GPU against the
 #               interpreter, misaligned and aliased buffers, bitwise-identical repeats; bf16
 #               and f16 storage (nearest and stochastic) through the Optimizer, bit for bit;
 #               CUDA kernel packs (exact-SM cubin, else PTX) in fuseopt-pack-run and the API
@@ -53,7 +55,11 @@ if ! timeout 360 cmake --preset release >"$LOG_DIR/configure.log" 2>&1; then
   tail -n 40 "$LOG_DIR/configure.log" >&2
   die "configuring failed (log: $LOG_DIR/configure.log)"
 fi
-if ! timeout 360 cmake --build "$BUILD_DIR" -j "$JOBS" --target gpu_test gpu_bench pack_gpu_test \
+gpu_targets=(gpu_test gpu_bench pack_gpu_test)
+# Where Python's development files and pybind11 are found, the Python package too: its gpu
+# test (tests/python/test_torch_cuda_mixed_precision.py) runs fuseopt.torch on the GPU.
+if grep -q '^FUSEOPT_PYTHON:BOOL=ON' "$BUILD_DIR/CMakeCache.txt"; then gpu_targets+=(_fuseopt fuseopt); fi
+if ! timeout 360 cmake --build "$BUILD_DIR" -j "$JOBS" --target "${gpu_targets[@]}" \
     >"$LOG_DIR/build.log" 2>&1; then
   grep -E "error|Error" "$LOG_DIR/build.log" | head -n 40 >&2 || tail -n 40 "$LOG_DIR/build.log" >&2
   die "building failed (log: $LOG_DIR/build.log)"
