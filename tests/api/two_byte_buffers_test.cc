@@ -17,17 +17,12 @@
 #include "ir/interpreter.h"
 #include "support/error.h"
 #include "support/low_precision.h"
+#include "tests/api/random_values.h"
 
 namespace fuseopt {
 namespace {
 
-std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-scale, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using api_testing::random_values;
 
 std::vector<uint16_t> to_bits(const std::vector<float>& values, StorageType type) {
   std::vector<uint16_t> bits;
