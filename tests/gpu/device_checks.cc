@@ -13,13 +13,6 @@
 #include "tests/gpu/group_stepper.h"
 
 namespace fuseopt::gpu_testing {
-namespace {
-
-// Group versions unique in the process, as the runtime's contract asks.
-uint64_t next_group_version() {
-  static std::atomic<uint64_t> next{uint64_t{1} << 48};  // far from the Optimizer's
-  return next++;
-}
 
 std::vector<float> random_values(size_t n, uint32_t seed) {
   std::mt19937 gen(seed);
@@ -34,6 +27,14 @@ bool has_reductions(const ir::Kernel& kernel) {
     if (!phase.reductions.empty()) return true;
   }
   return false;
+}
+
+namespace {
+
+// Group versions unique in the process, as the runtime's contract asks.
+uint64_t next_group_version() {
+  static std::atomic<uint64_t> next{uint64_t{1} << 48};  // far from the Optimizer's
+  return next++;
 }
 
 std::string describe_float(float x) {

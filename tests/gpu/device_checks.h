@@ -18,6 +18,11 @@
 
 namespace fuseopt::gpu_testing {
 
+/// n values uniform in [-1, 1), the same for a seed.
+std::vector<float> random_values(size_t n, uint32_t seed);
+/// Whether any phase of `kernel` has a reduction (its sums may be added in another order).
+bool has_reductions(const ir::Kernel& kernel);
+
 struct GroupSpec {
   std::vector<int64_t> numels;
   /// Tensors whose buffers start one float after a 256-byte boundary (no vector loads).

@@ -16,21 +16,6 @@
 namespace fuseopt::gpu_testing {
 namespace {
 
-std::vector<float> random_values(size_t n, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(gen);
-  return v;
-}
-
-bool has_reductions(const ir::Kernel& kernel) {
-  for (const ir::Phase& phase : kernel.phases) {
-    if (!phase.reductions.empty()) return true;
-  }
-  return false;
-}
-
 std::vector<std::string> state_names(const ir::Kernel& kernel) {
   std::vector<std::string> names;
   for (const ir::BufferDecl& buffer : kernel.buffers) {
