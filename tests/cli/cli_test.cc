@@ -10,11 +10,13 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <set>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "support/low_precision.h"
 #include "support/npy.h"
 #include "tests/cli/json_value.h"
 #include "tests/cli/process.h"
@@ -366,6 +368,44 @@ TEST_F(CliTest, RunWritesParamStatesAndScalars) {
   size_t files = 0;
   for ([[maybe_unused]] const auto& entry : fs::directory_iterator(path("out"))) ++files;
   EXPECT_EQ(files, 4u);
+}
+
+TEST_F(CliTest, RunStoresBuffersInBf16OnEveryBackend) {
+  // adamw with master weights on a stochastically rounded bf16 parameter: interp and cpu
+  // write the same bits; the parameter holds bf16 values, the master does not need to.
+  const std::vector<std::string> flags = {"--steps",   "3",
+                                          "--storage", "param=bf16-sr,grad=bf16",
+                                          "--option",  "master_weights=true",
+                                          "--set",     "rounding_seed=7",
+                                          "--set",     "lr=0.01"};
+  std::map<std::string, std::vector<float>> results[2];
+  int k = 0;
+  for (const char* backend : {"interp", "cpu"}) {
+    std::vector<std::string> all = flags;
+    all.insert(all.end(), {"--backend", backend});
+    const ProcessResult r = run_rule("adamw", {7}, kParam, {7}, kGrad, all);
+    ASSERT_EQ(r.exit_code, 0) << backend << ": " << r.err;
+    for (const char* name : {"param", "master", "exp_avg"}) {
+      results[k][name] = support::read_npy_f32(path(std::string("out/") + name + ".npy")).data;
+    }
+    ++k;
+  }
+  EXPECT_EQ(results[0], results[1]);
+  for (float p : results[0]["param"]) EXPECT_EQ(p, round_to_storage(p, StorageType::kBF16));
+  EXPECT_NE(results[0]["param"], results[0]["master"]);
+
+  const ProcessResult no_seed = run_rule("adam", {7}, kParam, {7}, kGrad,
+                                         {"--storage", "param=bf16", "--set", "rounding_seed=1"});
+  EXPECT_EQ(no_seed.exit_code, 1);
+  EXPECT_NE(no_seed.err.find("only a buffer rounded stochastically"), std::string::npos)
+      << no_seed.err;
+  const ProcessResult bad = run_rule("adam", {7}, kParam, {7}, kGrad, {"--storage", "param=bf8"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("bf16-sr"), std::string::npos) << bad.err;
+  const ProcessResult unknown =
+      run_rule("adam", {7}, kParam, {7}, kGrad, {"--storage", "momentum=bf16"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("momentum"), std::string::npos) << unknown.err;
 }
 
 TEST_F(CliTest, RunWritesScalarStates) {

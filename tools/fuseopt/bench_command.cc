@@ -73,56 +73,14 @@ Backend choose_backend(const std::string& name) {
   throw UserError("--backend must be cpu, interp or cuda, not '" + name + "'");
 }
 
-// One buffer's storage as --storage spells it.
-struct StorageChoice {
-  StorageType type = StorageType::kF32;
-  bool stochastic = false;
-};
-
-// The values of --storage, each BUFFER=TYPE[,BUFFER=TYPE...] with TYPE f32, bf16, f16,
-// bf16-sr or f16-sr (-sr: stochastic rounding), by buffer. Whether the buffers exist, and
-// whether they may round stochastically, is the compiler's to say (ir::set_buffer_storage).
-std::map<std::string, StorageChoice> parse_storage(const std::vector<std::string>& values) {
-  std::vector<std::string> items;
-  for (const std::string& value : values) {
-    size_t start = 0;
-    for (;;) {
-      const size_t comma = value.find(',', start);
-      items.push_back(value.substr(start, comma - start));
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
-  }
-  std::map<std::string, StorageChoice> result;
-  for (const auto& [buffer, spelled] : parse_assignments(items, "--storage")) {
-    std::string type = spelled;
-    StorageChoice choice;
-    const std::string suffix = "-sr";
-    if (type.size() > suffix.size() &&
-        type.compare(type.size() - suffix.size(), suffix.size(), suffix) == 0) {
-      choice.stochastic = true;
-      type.resize(type.size() - suffix.size());
-    }
-    const std::optional<StorageType> parsed = parse_storage_type(type);
-    if (!parsed || (choice.stochastic && *parsed == StorageType::kF32)) {
-      throw UserError("--storage " + buffer + "=" + spelled +
-                      ": the type must be f32, bf16, f16, bf16-sr or f16-sr (-sr: stochastic "
-                      "rounding)");
-    }
-    choice.type = *parsed;
-    result[buffer] = choice;
-  }
-  return result;
-}
-
 double median(std::vector<double> values) {
   const size_t middle = values.size() / 2;
   std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(middle),
                    values.end());
   const double upper = values[middle];
   if (values.size() % 2 == 1) return upper;
-  const double lower = *std::max_element(values.begin(),
-                                         values.begin() + static_cast<std::ptrdiff_t>(middle));
+  const double lower =
+      *std::max_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(middle));
   return (lower + upper) / 2;
 }
 
@@ -153,16 +111,12 @@ struct BenchResult {
   double copy_gb_per_s = 0;
 
   int64_t elements() const { return tensors * size; }
-  double ns_per_element() const {
-    return step_seconds * 1e9 / static_cast<double>(elements());
-  }
+  double ns_per_element() const { return step_seconds * 1e9 / static_cast<double>(elements()); }
   // GPUs write whole sectors without reading them first: no write-allocate traffic.
   int64_t bytes_per_element() const {
     return gpu ? traffic.stream_bytes_per_element : traffic.bytes_per_element;
   }
-  double gb_per_s() const {
-    return static_cast<double>(bytes_per_element()) / ns_per_element();
-  }
+  double gb_per_s() const { return static_cast<double>(bytes_per_element()) / ns_per_element(); }
   double reference_gb_per_s() const { return gpu ? copy_gb_per_s : triad.gb_per_s; }
   double bandwidth_fraction() const { return gb_per_s() / reference_gb_per_s(); }
 };
@@ -212,8 +166,8 @@ std::string text_report(const BenchResult& r) {
                          "cold with an empty cache, warm when the cache has the kernel)");
   line("steps", std::to_string(r.steps) + " timed after " + std::to_string(kWarmupSteps) +
                     " warm-up steps: median " + format_figure(r.step_seconds * 1e3) +
-                    " ms per step (min " + format_figure(r.min_step_seconds * 1e3) +
-                    ", max " + format_figure(r.max_step_seconds * 1e3) + ")");
+                    " ms per step (min " + format_figure(r.min_step_seconds * 1e3) + ", max " +
+                    format_figure(r.max_step_seconds * 1e3) + ")");
   line("time", format_figure(r.ns_per_element()) + " ns/element");
   // Two-byte buffers count 2 bytes: the reads, writes and write-allocates in bytes then.
   auto counted = [&t](int count, int64_t bytes, const char* what) {
@@ -362,17 +316,15 @@ CommandSpec bench_spec() {
 }
 
 int run_bench(const Args& args) {
-  const int64_t size =
-      parse_integer(args.value_or("--size", std::to_string(kDefaultSize)), "--size", 1,
-                    kMaxElements);
+  const int64_t size = parse_integer(args.value_or("--size", std::to_string(kDefaultSize)),
+                                     "--size", 1, kMaxElements);
   const int64_t tensors =
       parse_integer(args.value_or("--tensors", "1"), "--tensors", 1, kMaxElements);
   if (size > kMaxElements / tensors) {
     throw UserError("--size times --tensors must be at most 2^40 elements");
   }
-  const int threads = static_cast<int>(
-      parse_integer(args.value_or("--threads", std::to_string(available_cores())), "--threads",
-                    1, 4096));
+  const int threads = static_cast<int>(parse_integer(
+      args.value_or("--threads", std::to_string(available_cores())), "--threads", 1, 4096));
   std::optional<int64_t> fixed_steps;
   if (auto steps = args.value("--steps")) {
     fixed_steps = parse_integer(*steps, "--steps", 1, INT64_MAX);
@@ -388,37 +340,18 @@ int run_bench(const Args& args) {
   ir::Kernel checked = tools::compile_rule(rule, options);
   // Storage before the hypers: a stochastic buffer adds the rounding_seed hyper.
   const std::map<std::string, StorageChoice> storage = parse_storage(args.values("--storage"));
-  for (const auto& [buffer, choice] : storage) {
-    ir::set_buffer_storage(checked, buffer, choice.type, choice.stochastic);
-  }
-  // rounding_seed is the compiler's hyper, not the rule's: taken out before the rule's
-  // hypers are checked, and only where a stochastic buffer gives the kernel that hyper.
-  std::map<std::string, std::string> hyper_flags = parse_assignments(args.values("--set"), "--set");
-  std::optional<double> rounding_seed;
-  if (auto seed = hyper_flags.find(ir::kRoundingSeedHyper); seed != hyper_flags.end()) {
-    if (checked.hyper_index(ir::kRoundingSeedHyper) < 0) {
-      throw UserError(std::string("--set ") + ir::kRoundingSeedHyper +
-                      ": only a buffer rounded stochastically (--storage BUFFER=bf16-sr or "
-                      "f16-sr) has a rounding seed");
-    }
-    rounding_seed =
-        parse_number(seed->second, std::string("hyper '") + ir::kRoundingSeedHyper + "'");
-    hyper_flags.erase(seed);
-  }
-  const std::vector<double> hyper_values = resolve_hypers(rule, checked, hyper_flags);
+  const std::map<std::string, std::string> storage_options = apply_storage(checked, storage);
+  const std::vector<double> hyper_values =
+      resolve_hypers(rule, checked, parse_assignments(args.values("--set"), "--set"));
   std::map<std::string, double> hypers;
   for (size_t i = 0; i < checked.hypers.size(); ++i) {
     hypers[checked.hypers[i].name] = hyper_values[i];
   }
-  if (rounding_seed) hypers[ir::kRoundingSeedHyper] = *rounding_seed;
 
   CompileOptions compile_options;
   compile_options.backend = backend;
   compile_options.options = option_flags;
-  for (const auto& [buffer, choice] : storage) {
-    compile_options.storage[buffer] =
-        std::string(storage_type_name(choice.type)) + (choice.stochastic ? " stochastic" : "");
-  }
+  compile_options.storage = storage_options;
   // The schedule `fuseopt tune` chose for this size, where it tuned one (the kernel's name
   // spells the schedule).
   compile_options.size_hint = tensors * size;
@@ -446,8 +379,8 @@ int run_bench(const Args& args) {
       const size_t index = optimizer.add_tensor(size);
       if (staging) {
         staged.resize(static_cast<size_t>(size));
-        bench::fill_deterministic(staged.data(), size, static_cast<uint32_t>(2 * k), -1.0f,
-                                  1.0f, fill_threads);
+        bench::fill_deterministic(staged.data(), size, static_cast<uint32_t>(2 * k), -1.0f, 1.0f,
+                                  fill_threads);
         optimizer.write_param(index, staged);
         bench::fill_deterministic(staged.data(), size, static_cast<uint32_t>(2 * k + 1), -1e-2f,
                                   1e-2f, fill_threads);

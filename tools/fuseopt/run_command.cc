@@ -46,8 +46,7 @@ Backend choose_backend(const std::string& name, bool verbose) {
       return Backend::kCuda;
     }
     if (verbose) {
-      std::cerr << "fuseopt: --backend auto: running on the cpu backend (cuda: " << reason
-                << ")\n";
+      std::cerr << "fuseopt: --backend auto: running on the cpu backend (cuda: " << reason << ")\n";
     }
     return Backend::kCpu;
   }
@@ -75,8 +74,8 @@ struct RunResult {
 
 // The gradient of every step: G has P's shape (the same every step) or one more leading
 // axis of length `steps` (row k is step k+1's gradient).
-std::span<const float> gradient_of_step(const support::NpyArray& grad, int64_t numel,
-                                        bool per_step, int64_t step) {
+std::span<const float> gradient_of_step(const support::NpyArray& grad, int64_t numel, bool per_step,
+                                        int64_t step) {
   const size_t offset = per_step ? static_cast<size_t>(step * numel) : 0;
   return std::span<const float>(grad.data.data() + offset, static_cast<size_t>(numel));
 }
@@ -121,8 +120,8 @@ std::map<std::string, support::NpyArray> load_states(const frontend::Rule& rule,
                              : "' exists only when option '" + state.when + "' is true"));
       }
       for (const frontend::Rule::State& state : rule.states()) names.push_back(state.name);
-      std::string message = "--state " + name + ": rule '" + rule.name() + "' has no state '" +
-                            name + "'";
+      std::string message =
+          "--state " + name + ": rule '" + rule.name() + "' has no state '" + name + "'";
       if (auto suggestion = support::closest_match(name, names)) {
         message += "; did you mean '" + *suggestion + "'?";
       } else if (names.empty()) {
@@ -161,6 +160,7 @@ CommandSpec run_spec() {
       .synopsis =
           "RULE --param P.npy --grad G.npy --out DIR [--steps N] [--set NAME=VALUE]...\n"
           "           [--option NAME=VALUE]... [--state NAME=S.npy]...\n"
+          "           [--storage BUFFER=TYPE[,BUFFER=TYPE...]]...\n"
           "           [--backend interp|cpu|cuda|auto] [--threads T] [--verbose]",
       .description =
           "Runs N steps of RULE on one tensor. P.npy is a float32 array of any shape; G.npy\n"
@@ -174,7 +174,12 @@ CommandSpec run_spec() {
           "through Halide on --threads threads (default: every core); cuda compiles them with\n"
           "NVRTC for this machine's GPU, copies the tensor and its states there, steps it\n"
           "and copies the results back (without a GPU and driver it exits with code 4);\n"
-          "auto (the default) picks cuda where it works, else cpu.\n",
+          "auto (the default) picks cuda where it works, else cpu.\n"
+          "\n"
+          "--storage keeps buffers (param, grad or a state) in bf16 or f16 (f32 by default;\n"
+          "bf16-sr and f16-sr round stochastically, seeded by --set rounding_seed=N). Inputs\n"
+          "are rounded to nearest even into those types; the results are written as float32\n"
+          "holding the stored values exactly. Every backend gives the same bits.\n",
       .positional_name = "RULE",
       .min_positionals = 1,
       .max_positionals = 1,
@@ -189,8 +194,11 @@ CommandSpec run_spec() {
                "set an option: true, false or an integer (repeatable)"},
               {"--state", FlagKind::kRepeated, "NAME=S.npy",
                "a starting state, float32 in the parameter's shape (repeatable)"},
+              {"--storage", FlagKind::kRepeated, "BUFFER=TYPE[,...]",
+               "store a buffer as f32, bf16, f16, bf16-sr or f16-sr (repeatable)"},
               {"--backend", FlagKind::kValue, "B", "interp, cpu, cuda or auto (default auto)"},
-              {"--threads", FlagKind::kValue, "T", "CPU threads for the cpu backend (default: all)"},
+              {"--threads", FlagKind::kValue, "T",
+               "CPU threads for the cpu backend (default: all)"},
               {"--verbose", FlagKind::kSwitch, "", "say on stderr what runs where"},
           },
   };
@@ -210,6 +218,9 @@ int run_run(const Args& args) {
   const auto option_flags = parse_assignments(args.values("--option"), "--option");
   const auto options = rule.resolve_options(option_flags);
   ir::Kernel kernel = compile_rule(rule, options);
+  // Storage before the hypers: a stochastic buffer adds the rounding_seed hyper.
+  const std::map<std::string, std::string> storage =
+      apply_storage(kernel, parse_storage(args.values("--storage")));
   const std::vector<double> hypers =
       resolve_hypers(rule, kernel, parse_assignments(args.values("--set"), "--set"));
 
@@ -228,8 +239,7 @@ int run_run(const Args& args) {
   if (verbose) {
     std::cerr << "fuseopt: running " << kernel.config_name() << " (" << describe_options(options)
               << ") for " << steps << " step" << (steps == 1 ? "" : "s") << " on "
-              << support::shape_to_string(param.shape) << " with the "
-              << describe(backend) << "\n";
+              << support::shape_to_string(param.shape) << " with the " << describe(backend) << "\n";
   }
 
   RunResult result;
@@ -252,12 +262,14 @@ int run_run(const Args& args) {
     CompileOptions compile;
     compile.backend = backend == Backend::kCuda ? fuseopt::Backend::kCuda : fuseopt::Backend::kCpu;
     compile.options = option_flags;
+    compile.storage = storage;
     Optimizer optimizer(fuseopt::compile_rule(rule_name, compile), {}, threads);
     if (verbose && optimizer.kernel().device != nullptr) {
       std::cerr << "fuseopt: kernel " << optimizer.kernel().name << " on "
                 << optimizer.kernel().device->name() << "\n";
     }
-    for (size_t h = 0; h < kernel.hypers.size(); ++h) optimizer.set_hyper(kernel.hypers[h].name, hypers[h]);
+    for (size_t h = 0; h < kernel.hypers.size(); ++h)
+      optimizer.set_hyper(kernel.hypers[h].name, hypers[h]);
     optimizer.add_tensor(numel);
     optimizer.write_param(0, param.data);
     for (const auto& [name, array] : states) optimizer.write_state(0, name, array.data);

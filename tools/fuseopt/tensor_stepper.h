@@ -1,5 +1,7 @@
 // One tensor stepped by the reference interpreter: owns the parameter, the gradient and
 // every state buffer of a Kernel, and the step count. Used by `fuseopt run` and the demo.
+// Values given for a bf16 or f16 buffer (the parameter, a gradient, a starting state) are
+// rounded to nearest even into its type, as the runtime's Optimizer::write_*() does.
 #pragma once
 
 #include <cstdint>
