@@ -127,17 +127,22 @@ TEST(StorageEmulation, StochasticRoundingDependsOnlyOnTheSeed) {
   EXPECT_GE(checked, 6);
 }
 
+// Adam, vector width 4, with only its parameter stored as stochastically rounded bf16.
+const EmulatedKernel* adam_with_stochastic_bf16_param() {
+  for (const EmulatedKernel* candidate : storage_kernels()) {
+    if (candidate->rule == "adam" && candidate->vector_width == 4 &&
+        candidate->storage == std::map<std::string, std::string>{{"param", "bf16 stochastic"}}) {
+      return candidate;
+    }
+  }
+  return nullptr;
+}
+
 // Element indices past 2^32 (tensors of more than 4G elements): one chunk that starts 6
 // elements before 2^32, run through the emulated phase function with a hand-built table, draws
 // the interpreter's random words for the indices on both sides of the boundary.
 TEST(StorageEmulation, StochasticIndicesPast2To32) {
-  const EmulatedKernel* emulated = nullptr;
-  for (const EmulatedKernel* candidate : storage_kernels()) {
-    if (candidate->rule == "adam" && candidate->vector_width == 4 &&
-        candidate->storage == std::map<std::string, std::string>{{"param", "bf16 stochastic"}}) {
-      emulated = candidate;
-    }
-  }
+  const EmulatedKernel* emulated = adam_with_stochastic_bf16_param();
   ASSERT_NE(emulated, nullptr);
   const Loaded loaded = prepare(*emulated);
   const ir::Kernel& kernel = loaded.kernel;
@@ -218,13 +223,7 @@ TEST(StorageEmulation, StochasticIndicesPast2To32) {
 
 // The keys go up with each step's scalars, and not again while they stay the same.
 TEST(StorageEmulation, RoundingKeysAreUploadedWhenTheyChange) {
-  const EmulatedKernel* emulated = nullptr;
-  for (const EmulatedKernel* candidate : storage_kernels()) {
-    if (candidate->rule == "adam" && candidate->vector_width == 4 &&
-        candidate->storage == std::map<std::string, std::string>{{"param", "bf16 stochastic"}}) {
-      emulated = candidate;
-    }
-  }
+  const EmulatedKernel* emulated = adam_with_stochastic_bf16_param();
   ASSERT_NE(emulated, nullptr);
   EmulatedDevice device;
   const Loaded loaded = prepare(*emulated);

@@ -22,6 +22,15 @@ std::vector<float> random_values(size_t n, uint32_t seed) {
   return v;
 }
 
+std::string describe_float(float x) {
+  uint32_t bits = 0;
+  std::memcpy(&bits, &x, sizeof(bits));
+  std::ostringstream out;
+  out.precision(9);
+  out << x << " (0x" << std::hex << bits << ")";
+  return out.str();
+}
+
 bool has_reductions(const ir::Kernel& kernel) {
   for (const ir::Phase& phase : kernel.phases) {
     if (!phase.reductions.empty()) return true;
@@ -35,15 +44,6 @@ namespace {
 uint64_t next_group_version() {
   static std::atomic<uint64_t> next{uint64_t{1} << 48};  // far from the Optimizer's
   return next++;
-}
-
-std::string describe_float(float x) {
-  uint32_t bits = 0;
-  std::memcpy(&bits, &x, sizeof(bits));
-  std::ostringstream out;
-  out.precision(9);
-  out << x << " (0x" << std::hex << bits << ")";
-  return out.str();
 }
 
 }  // namespace

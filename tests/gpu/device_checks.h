@@ -20,6 +20,8 @@ namespace fuseopt::gpu_testing {
 
 /// n values uniform in [-1, 1), the same for a seed.
 std::vector<float> random_values(size_t n, uint32_t seed);
+/// "0.100000001 (0x3dcccccd)": a float's value and bits, for failure messages.
+std::string describe_float(float x);
 /// Whether any phase of `kernel` has a reduction (its sums may be added in another order).
 bool has_reductions(const ir::Kernel& kernel);
 

@@ -24,15 +24,6 @@ std::vector<std::string> state_names(const ir::Kernel& kernel) {
   return names;
 }
 
-std::string describe(float x) {
-  uint32_t bits = 0;
-  std::memcpy(&bits, &x, sizeof(bits));
-  std::ostringstream out;
-  out.precision(9);
-  out << x << " (0x" << std::hex << bits << ")";
-  return out.str();
-}
-
 // Device memory the caller owns (misaligned tensors), freed at the end of a check.
 class DeviceAllocations {
  public:
@@ -243,7 +234,7 @@ std::string compare_optimizers(std::shared_ptr<const runtime::CompiledKernel> de
                            : "")
                    << ") buffer '" << buffer.name << "' (" << storage_type_name(buffer.storage)
                    << (buffer.stochastic ? " stochastic" : "") << ") element " << e << ": device "
-                   << describe(d[e]) << ", interpreter " << describe(h[e]) << " (" << ulps
+                   << describe_float(d[e]) << ", interpreter " << describe_float(h[e]) << " (" << ulps
                    << " ulps)\n";
         }
       }
