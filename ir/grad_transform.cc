@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 #include <string>
 
 #include "ir/rewrite.h"
@@ -64,13 +65,30 @@ void apply_grad_transform(Kernel& kernel, GradTransform transform) {
   // Phase 0: the statistics, of the unscaled (not yet clipped) gradient.
   const Expr g = make_binary(BinaryOp::kMul, make_load("grad"), unscale);
   Phase statistics;
-  statistics.reductions.push_back({kGradSumOfSquares, ReduceOp::kSum, make_binary(BinaryOp::kMul, g, g)});
+  statistics.reductions.push_back(
+      {kGradSumOfSquares, ReduceOp::kSum, make_binary(BinaryOp::kMul, g, g)});
   statistics.reductions.push_back(
       {kGradNonFinite, ReduceOp::kMax,
        make_select(make_unary(UnaryOp::kIsFinite, g), element_constant(0), element_constant(1))});
   kernel.phases.insert(kernel.phases.begin(), std::move(statistics));
   kernel.grad_transform = transform;
   verify(kernel);
+}
+
+bool can_decide_on_device(const Kernel& kernel) {
+  if (!kernel.grad_transform.any() || !kernel.scalar_stores.empty()) return false;
+  for (size_t p = 0; p < kernel.phases.size(); ++p) {
+    const Phase& phase = kernel.phases[p];
+    if (p > 0 && !phase.reductions.empty()) return false;
+    std::set<std::string> names;
+    for (const ScalarDef& def : phase.prologue) collect_var_names(def.value, names);
+    if (names.contains(kGradUnscaleInput) || names.contains(kGradClipInput)) return false;
+    if (p == 0) {
+      const std::vector<std::string> inputs = phase_scalar_inputs(phase);
+      if (std::find(inputs.begin(), inputs.end(), kGradClipInput) != inputs.end()) return false;
+    }
+  }
+  return true;
 }
 
 double grad_unscale_factor(const Kernel& kernel, std::span<const double> hypers) {

@@ -27,8 +27,8 @@
 
 namespace fuseopt::ir {
 
-inline constexpr const char* kGradScaleHyper = "grad_scale";        ///< loss scale, default 1
-inline constexpr const char* kMaxGradNormHyper = "max_grad_norm";   ///< clipping threshold
+inline constexpr const char* kGradScaleHyper = "grad_scale";       ///< loss scale, default 1
+inline constexpr const char* kMaxGradNormHyper = "max_grad_norm";  ///< clipping threshold
 /// With loss scaling: nonzero skips the step (an inf or NaN found elsewhere), default 0.
 inline constexpr const char* kFoundInfHyper = "found_inf";
 inline constexpr const char* kGradUnscaleInput = "%grad_unscale";  ///< hidden, set per step
@@ -44,6 +44,14 @@ inline constexpr const char* kGradNonFinite = "%grad_nonfinite";
 /// UserError when the rule declares a hyper of one of those names or a state that starts as
 /// the gradient.
 void apply_grad_transform(Kernel& kernel, GradTransform transform);
+
+/// Whether a device backend can decide the step on the device (combine phase 0's statistics,
+/// skip and clip there, with no host round trip): the kernel has a transform, its element
+/// code reads the hidden factors only as the phase scalars kGradUnscaleInput and
+/// kGradClipInput themselves (no prologue temporary derives from them), phase 0 reads no
+/// clip factor, and nothing after phase 0 needs the host between phases (no reductions, no
+/// scalar stores). LAMB-like rules, whose later phases reduce, decide on the host.
+bool can_decide_on_device(const Kernel& kernel);
 
 /// Whether `name` is a hyper users set (not one of the hidden factors).
 bool is_user_hyper(const std::string& name);
@@ -68,8 +76,8 @@ struct GradFactors {
 };
 
 /// The unscale factor of the kernel's grad_scale hyper (1 without loss scaling), which the
-/// runtime gives the hidden hyper before the step. `hypers` follows kernel.hypers. A UserError for a grad_scale that is
-/// not positive and finite.
+/// runtime gives the hidden hyper before the step. `hypers` follows kernel.hypers. A UserError for
+/// a grad_scale that is not positive and finite.
 double grad_unscale_factor(const Kernel& kernel, std::span<const double> hypers);
 /// The factors of a step from the group's statistics.
 GradFactors grad_factors(const Kernel& kernel, std::span<const double> hypers,

@@ -16,7 +16,7 @@
 namespace fuseopt::runtime {
 
 /// Version of this contract. Caches and packs record it; a change here bumps it.
-inline constexpr int kKernelAbiVersion = 3;
+inline constexpr int kKernelAbiVersion = 4;
 
 /// One call of a compiled phase: one contiguous chunk of one tensor. For a phase without
 /// reductions the "tensor" may be a run of consecutive tensors whose buffers are all adjacent
@@ -73,7 +73,31 @@ struct GroupArgs {
   /// (as ChunkArgs::rounding_keys; element i of a tensor draws rounding_random(key, i)).
   /// Null otherwise.
   const uint32_t* rounding_keys = nullptr;
+  /// Kernels whose gradient transform is decided on the device
+  /// (CompiledKernel::decides_on_device): when `gate` is set (device memory of a DeviceGate),
+  /// phase 0 also combines the group's statistics on the device and writes the step's
+  /// decision there, instead of returning partials to the host; later phases read it and
+  /// store nothing when it says skip. Null: the host decides from `partials`.
+  void* gate = nullptr;
+  /// With `gate`: a device float holding the loss scale, read instead of the rows' unscale
+  /// factor (null: the rows'); and a device float whose nonzero value skips the step (null:
+  /// none), set to 1 when the step is skipped for any reason. Both are read when the kernels
+  /// run, so they may be written by earlier device work.
+  const void* grad_scale = nullptr;
+  void* found_inf = nullptr;
+  /// With `gate` and clipping: the max_grad_norm hyper.
+  double max_grad_norm = 1;
 };
+
+/// The decision of a step taken on the device (GroupArgs::gate), as ir::grad_factors gives it
+/// on the host.
+struct DeviceGate {
+  double skip = 0;        ///< 1 when the step was skipped
+  double clip = 1;        ///< the clip factor (a float32 value)
+  double total_norm = 0;  ///< the global norm of the unscaled gradients
+  double bad_scale = 0;   ///< 1 when the device grad_scale was not positive and finite
+};
+static_assert(sizeof(DeviceGate) == 32, "the gate's layout is the generated code's");
 
 /// A phase that runs over the whole group in one call (device memory, one launch). When a
 /// CompiledKernel has these, the runtime calls them instead of cutting chunks.
@@ -107,6 +131,34 @@ class DeviceMemory {
   virtual void synchronize() const = 0;
   /// Names the device for messages, e.g. "CUDA device 0 (NVIDIA H200)".
   virtual std::string name() const = 0;
+
+  /// A small copy from the device that the host does not wait for: start() queues it after
+  /// the work queued so far and returns at once; wait() waits only for that work (not for
+  /// what was queued later) and gives the bytes. How a step's decision on the device reaches
+  /// the host without a round trip.
+  class Readback {
+   public:
+    virtual ~Readback() = default;
+    virtual void start(const void* source) = 0;
+    /// The bytes copied by the last start(), waiting for them if needed.
+    virtual const void* wait() = 0;
+  };
+  /// A Readback of `bytes` bytes. The default copies synchronously in start().
+  virtual std::unique_ptr<Readback> make_readback(size_t bytes) const {
+    class Synchronous final : public Readback {
+     public:
+      Synchronous(const DeviceMemory& memory, size_t bytes) : memory_(memory), bytes_(bytes) {}
+      void start(const void* source) override {
+        memory_.copy_to_host(bytes_.data(), source, bytes_.size());
+      }
+      const void* wait() override { return bytes_.data(); }
+
+     private:
+      const DeviceMemory& memory_;
+      std::vector<std::byte> bytes_;
+    };
+    return std::make_unique<Synchronous>(*this, bytes);
+  }
 };
 
 /// A kernel compiled for one backend: the IR the runtime needs for the host side, plus one
@@ -123,6 +175,9 @@ struct CompiledKernel {
   /// The device's memory; set when device_memory is true. Shared with every Optimizer of
   /// the kernel, so it lives as long as their tensors.
   std::shared_ptr<const DeviceMemory> device;
+  /// The group phases decide the gradient transform on the device when given a
+  /// GroupArgs::gate (ir::can_decide_on_device holds and the backend implements it).
+  bool decides_on_device = false;
   std::string backend;  ///< "interp", "cpu" or "cuda"
   /// Spells the configuration, e.g. "adam_amsgrad0_maximize0_cpu_v8_u2_c16384".
   std::string name;

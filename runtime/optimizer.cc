@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <new>
@@ -240,6 +241,37 @@ struct Optimizer::Impl {
   std::vector<double> grad_statistics;
   ir::GradFactors last_grad_factors;
   bool last_step_taken = true;
+
+  // Deciding on the device (set_decide_on_device): the gate the kernels write, where its
+  // bytes come back, and the step whose decision the host has not read yet (its tensors'
+  // step counts were advanced; a skip rolls them back when it is read).
+  bool decide_on_device = false;
+  const void* device_grad_scale = nullptr;
+  void* device_found_inf = nullptr;
+  OwnedBlock gate;
+  std::unique_ptr<runtime::DeviceMemory::Readback> gate_readback;
+  bool decision_pending = false;
+  std::vector<size_t> pending_tensors;
+
+  // Reads the pending step's decision (waiting, if needed, for that step's kernels only):
+  // a skipped step's step counts go back. Called before anything that depends on them.
+  void resolve_decision() {
+    if (!decision_pending) return;
+    decision_pending = false;
+    runtime::DeviceGate decision;
+    std::memcpy(&decision, gate_readback->wait(), sizeof(decision));
+    last_grad_factors.skip = decision.skip != 0;
+    last_grad_factors.clip = decision.clip;
+    last_grad_factors.total_norm = decision.total_norm;
+    last_step_taken = !last_grad_factors.skip;
+    if (last_grad_factors.skip) {
+      for (size_t tensor : pending_tensors) --steps[tensor];
+    }
+    if (decision.bad_scale != 0) {
+      throw UserError(std::string("the device ") + ir::kGradScaleHyper +
+                      " of the last step was not positive and finite: the step was skipped");
+    }
+  }
 
   Tensor& tensor(size_t index) {
     check_index(index);
@@ -647,8 +679,21 @@ struct Optimizer::Impl {
     });
   }
 
-  void run_group_phase(size_t phase) {
+  void run_group_phase(size_t phase, void* device_gate = nullptr) {
     runtime::GroupArgs args;
+    if (device_gate != nullptr) {
+      args.gate = device_gate;
+      args.grad_scale = device_grad_scale;
+      args.found_inf = device_found_inf;
+      if (ir->grad_transform.clip_norm) {
+        args.max_grad_norm = hypers[static_cast<size_t>(ir->hyper_index(ir::kMaxGradNormHyper))];
+        if (!(args.max_grad_norm >= 0 && std::isfinite(args.max_grad_norm))) {
+          throw UserError(std::string("the hyper ") + ir::kMaxGradNormHyper +
+                          " must be finite and not negative, got " +
+                          std::to_string(args.max_grad_norm));
+        }
+      }
+    }
     args.tensor_count = active.size();
     args.numels = numels.data();
     args.buffers = bases.data();
@@ -663,6 +708,7 @@ struct Optimizer::Impl {
     if (tensors.empty()) {
       throw UserError("step() on an empty group: add tensors with add_tensor() first");
     }
+    resolve_decision();
     plan_layout();
     const size_t slots = active.size();
     if (slots == 0) return true;  // every tensor is disabled
@@ -681,6 +727,11 @@ struct Optimizer::Impl {
         }
       }
     }
+    // A nonzero found_inf hyper is a decision the host already has (the device does not
+    // read it): such a step is decided on the host, as without set_decide_on_device.
+    const bool on_device = transform && decide_on_device &&
+                           !(ir->grad_transform.unscale &&
+                             hypers[static_cast<size_t>(ir->hyper_index(ir::kFoundInfHyper))] != 0);
     if (transform) {
       // The unscale factor is known before the step; the clip factor after phase 0.
       hypers[static_cast<size_t>(ir->hyper_index(ir::kGradUnscaleInput))] =
@@ -728,13 +779,26 @@ struct Optimizer::Impl {
       }
     }
     for (size_t phase = 0; phase < phase_count; ++phase) {
-      if (grouped) {
+      if (on_device) {
+        run_group_phase(phase, gate.get());
+      } else if (grouped) {
         run_group_phase(phase);
       } else {
         run_phase(phase, plan_phase(phase, share_rows && phase == 0));
       }
       const bool last = phase + 1 == phase_count;
       if (last && ir->scalar_stores.empty()) break;
+      if (on_device && phase == 0) {
+        // The device combined the statistics and decided; its clip factor replaces this
+        // placeholder in the kernels, and a skip makes them store nothing.
+        const auto clip = static_cast<size_t>(ir->hyper_index(ir::kGradClipInput));
+        hypers[clip] = 1.0;
+        for_each_slot([&](size_t s) {
+          host_steps[s].set_hyper(clip, 1.0);
+          prepare_phase(1, s);
+        });
+        continue;
+      }
       if (transform && phase == 0) {
         // The group's statistics, combined in slot (tensor) order; nothing is stored before
         // the last phase, so a skipped step leaves everything as it was.
@@ -763,6 +827,12 @@ struct Optimizer::Impl {
       });
     }
     for (size_t tensor : active) ++steps[tensor];
+    if (on_device) {
+      // The outcome comes back without the host waiting; resolve_decision() reads it.
+      gate_readback->start(gate.get());
+      pending_tensors = active;
+      decision_pending = true;
+    }
     return last_step_taken = true;
   }
 };
@@ -996,7 +1066,60 @@ double Optimizer::last_grad_norm() const {
         "last_grad_norm(): the kernel has no gradient transform (compile it with "
         "loss scaling or max_grad_norm clipping)");
   }
+  impl_->resolve_decision();
   return impl_->last_grad_factors.total_norm;
+}
+
+bool Optimizer::last_step_skipped() const {
+  impl_->resolve_decision();
+  return !impl_->last_step_taken;
+}
+
+void Optimizer::set_decide_on_device(bool on) {
+  Impl& impl = *impl_;
+  if (on == impl.decide_on_device) return;
+  if (on) {
+    if (!impl.kernel->decides_on_device) {
+      throw UserError(
+          "kernel '" + impl.kernel->name + "' cannot decide its steps on the device: " +
+          (!impl.ir->grad_transform.any()
+               ? std::string("it has no gradient transform (loss scaling or clipping)")
+           : impl.kernel->device_memory
+               ? std::string("its later phases need the host (reductions or scalar "
+                             "states, as LAMB's)")
+               : "it is a " + impl.kernel->backend + " kernel; only device kernels (cuda) do"));
+    }
+    if (impl.gate == nullptr) {
+      impl.gate = allocate_block(sizeof(runtime::DeviceGate), impl.device);
+      impl.gate_readback = impl.device->make_readback(sizeof(runtime::DeviceGate));
+    }
+  } else {
+    impl.resolve_decision();
+    impl.device_grad_scale = nullptr;
+    impl.device_found_inf = nullptr;
+  }
+  impl.decide_on_device = on;
+}
+
+bool Optimizer::decides_on_device() const { return impl_->decide_on_device; }
+
+void Optimizer::set_device_loss_scale(const void* grad_scale, void* found_inf) {
+  Impl& impl = *impl_;
+  if (!impl.decide_on_device) {
+    throw UserError(
+        "set_device_loss_scale: device loss-scale tensors need set_decide_on_device(true)");
+  }
+  if (!impl.ir->grad_transform.unscale && (grad_scale != nullptr || found_inf != nullptr)) {
+    throw UserError("set_device_loss_scale: kernel '" + impl.kernel->name +
+                    "' has no loss scaling (compile it with CompileOptions::loss_scaling)");
+  }
+  for (const void* pointer : {grad_scale, static_cast<const void*>(found_inf)}) {
+    if (reinterpret_cast<uintptr_t>(pointer) % alignof(float) != 0) {
+      throw UserError("set_device_loss_scale: a device float must be 4-byte aligned");
+    }
+  }
+  impl.device_grad_scale = grad_scale;
+  impl.device_found_inf = found_inf;
 }
 
 void Optimizer::synchronize() const {
@@ -1005,11 +1128,13 @@ void Optimizer::synchronize() const {
 
 int64_t Optimizer::step_count(size_t index) const {
   impl_->check_index(index);
+  impl_->resolve_decision();
   return impl_->steps[index];
 }
 
 void Optimizer::set_step_count(size_t index, int64_t steps) {
   impl_->check_index(index);
+  impl_->resolve_decision();
   if (steps < 0) {
     throw UserError("set_step_count: tensor " + std::to_string(index) +
                     ": the step count must be 0 or more, not " + std::to_string(steps));
@@ -1102,6 +1227,7 @@ void Optimizer::set_scalar(size_t index, const std::string& name, double value) 
 // breaks), scalars and, per state, whether the user filled it before the first step and its
 // values; then the checksum.
 void Optimizer::save(const std::string& path) const {
+  impl_->resolve_decision();
   const Impl& impl = *impl_;
   const ir::Kernel& ir = *impl.ir;
   runtime::StateWriter out(path);
@@ -1146,6 +1272,7 @@ void Optimizer::save(const std::string& path) const {
 }
 
 void Optimizer::load(const std::string& path) {
+  impl_->resolve_decision();
   Impl& impl = *impl_;
   const ir::Kernel& ir = *impl.ir;
   runtime::StateReader in(path);

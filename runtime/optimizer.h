@@ -104,11 +104,38 @@ class Optimizer {
   /// With a gradient transform (CompileOptions::loss_scaling, ::clip_grad_norm; see
   /// ir/grad_transform.h) the step first gathers the group's gradient statistics: returns
   /// false, changing nothing (not even step counts), when loss scaling found an inf or NaN
-  /// gradient. True otherwise.
+  /// gradient. True otherwise, and always with set_decide_on_device(true), whose outcome is
+  /// read later (last_step_skipped()).
   bool step();
   /// The global norm of the unscaled gradients the last step saw (before clipping); a
   /// UserError without a gradient transform.
   double last_grad_norm() const;
+  /// Whether the last step was skipped by loss scaling (an inf or NaN gradient, or
+  /// found_inf set); false when it was taken. With set_decide_on_device(true) it waits, if
+  /// needed, for that step's kernels (never for device work queued after them).
+  bool last_step_skipped() const;
+  /// Device kernels with a gradient transform (CompiledKernel::decides_on_device; cuda
+  /// kernels of rules whose later phases need no host work, which is all but LAMB-like
+  /// ones): decide each step on the device, with no host round trip. The statistics are
+  /// combined, the skip decided and the clip factor computed by device code that the later
+  /// phases read; step() returns once the work is queued (true: the outcome is not known yet,
+  /// and a skipped step stores nothing). The host reads the outcome with an asynchronous copy
+  /// when it next needs it: last_step_skipped(), last_grad_norm(), step_count(), save(),
+  /// load() and the next step() wait for that step's own kernels at most; a skipped step's
+  /// step counts are put back then. A UserError for other kernels. Off: the host decides
+  /// from the statistics (the step waits for phase 0).
+  void set_decide_on_device(bool on);
+  bool decides_on_device() const;
+  /// With set_decide_on_device(true) and loss scaling: device floats the kernels of every
+  /// later step read instead of the hypers: `grad_scale` (the loss scale; null: the
+  /// grad_scale hyper) and `found_inf` (nonzero skips the step, and a skipped step sets it
+  /// to 1, as a GradScaler learns of skips; null: none), e.g. PyTorch GradScaler's scale and
+  /// found_inf tensors. They must stay valid until those steps have
+  /// run. A device grad_scale that is not positive and finite skips the step, and the call
+  /// that reads the outcome throws a UserError. The found_inf hyper, when nonzero, still
+  /// skips a step on the host.
+  void set_device_loss_scale(const void* grad_scale, void* found_inf);
+
   /// Waits until the device has finished every step queued so far, reporting errors of
   /// earlier launches; nothing to wait for with host kernels.
   void synchronize() const;

@@ -170,6 +170,7 @@ bf16_row() {
 bf16_row "Adam bf16 p+g, f32 states: frac. of copy" adam_bf16pg
 bf16_row "Adam all bf16: fraction of copy" adam_bf16all
 bf16_row "Adam all bf16, stochastic param: frac." adam_bf16all_sr
+row "loss-scaled step() holds host: host / device" "$(value adam_loss_scaled_decided_on_host_step_call_ms) / $(value adam_loss_scaled_decided_on_device_step_call_ms) ms" "" ""
 row "Adam 2^28 ms/step: ours / torch fused" "${ours_large:-?} / ${fused_large:-n/a} (${speedup_fused_large:-?}x)" ">= 1.0x" "$s_fused_large"
 row "Adam 2^28 ms/step: ours / torch foreach" "${ours_large:-?} / ${foreach_large:-n/a} (${speedup_foreach_large:-?}x)" ">= 1.0x" "$s_foreach_large"
 row "16384x4096 ms/step: ours / torch fused" "${ours_many:-?} / ${fused_many:-n/a} (${speedup_fused_many:-?}x)" ">= 1.2x" "$s_fused_many"

@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "codegen/cuda/storage_functions.h"
+#include "ir/grad_transform.h"
 #include "support/error.h"
 
 namespace fuseopt::codegen {
@@ -345,7 +346,7 @@ struct PhaseInfo {
 class SourceGenerator {
  public:
   SourceGenerator(const ir::Kernel& kernel, const CudaLaunchShape& shape)
-      : kernel_(kernel), shape_(shape) {
+      : kernel_(kernel), shape_(shape), device_gate_(ir::can_decide_on_device(kernel)) {
     for (const ir::BufferDecl& b : kernel_.buffers) narrow_ = narrow_ || b.storage != StorageType::kF32;
   }
 
@@ -361,6 +362,10 @@ class SourceGenerator {
       element_function(info);
       kernel_function(info);
       source.phase_functions.push_back(info.function);
+    }
+    if (device_gate_) {
+      source.decide_function = config + "_decide";
+      decide_function(source.decide_function);
     }
     source.text = w_.str();
     return source;
@@ -422,6 +427,20 @@ class SourceGenerator {
       w_.line("static_assert(sizeof(" + std::string(s.c_name) + ") == " + std::to_string(size) +
               " && alignof(" + s.c_name + ") == 8, \"tensor table layout\");");
     }
+    w_.line();
+    w_.line("// ---- The step's gate (GroupArgs::gate): a gradient transform decided on the device ----");
+    w_.open("struct FuseoptGate {");
+    w_.line("double skip;        // @0: 1 when the step is skipped (loss scaling found an inf or NaN)");
+    w_.line("double clip;        // @8: the clip factor, a float32 value (1 without clipping)");
+    w_.line("double total_norm;  // @16: the global norm of the unscaled gradients");
+    w_.line("double bad_scale;   // @24: 1 when *grad_scale was not positive and finite");
+    w_.close("};");
+    w_.line("static_assert(sizeof(FuseoptGate) == " + std::to_string(kCudaGateBytes) +
+            ", \"gate layout\");");
+    w_.line("// The unscale factor of a loss scale, as the host's (f32 of the f64 reciprocal).");
+    w_.open("__device__ __forceinline__ float fuseopt_unscale(float scale) {");
+    w_.line("return static_cast<float>(1.0 / static_cast<double>(scale));");
+    w_.close();
     w_.line();
     if (narrow_) w_.pragma(cuda_storage_functions());
     w_.line("// ---- f32 arithmetic of ir/eval.cc ----");
@@ -709,8 +728,21 @@ class SourceGenerator {
     w_.line("extern \"C\" __global__ void __launch_bounds__(" + bounds + ") " + info.function + "(");
     w_.line("    const FuseoptTable* __restrict__ table, const float* __restrict__ scalars,");
     w_.line("    unsigned int scalar_stride, double* __restrict__ partials,");
-    w_.line("    const unsigned int* __restrict__ rounding_keys) {");
+    w_.line("    const unsigned int* __restrict__ rounding_keys, const FuseoptGate* __restrict__ gate,");
+    w_.line("    const float* __restrict__ grad_scale, float* __restrict__ found_inf,");
+    w_.line("    double max_grad_norm) {");
     w_.indent();
+    w_.line("(void)found_inf;");
+    w_.line("(void)max_grad_norm;");
+    if (!device_gate_) {
+      w_.line("(void)gate;");
+      w_.line("(void)grad_scale;");
+    } else if (info.index > 0) {
+      w_.line("// The decision of fuseopt_decide (same for every thread): a skipped step stores nothing.");
+      w_.line("if (gate != nullptr && gate->skip != 0.0) return;");
+    } else {
+      w_.line("(void)gate;");
+    }
     if (reductions > 0) {
       w_.line("__shared__ double warp_partials[" + std::to_string(reductions) + "][" +
               std::to_string(warps) + "];");
@@ -732,7 +764,15 @@ class SourceGenerator {
     if (!info.scalar_inputs.empty()) {
       w_.line("const float* row = scalars + static_cast<unsigned long long>(chunk.tensor) * scalar_stride;");
       for (size_t i = 0; i < info.scalar_inputs.size(); ++i) {
-        w_.line("sc.s" + std::to_string(i) + " = row[" + std::to_string(i) + "];");
+        const std::string field = "sc.s" + std::to_string(i);
+        const std::string from_row = "row[" + std::to_string(i) + "]";
+        if (device_gate_ && info.scalar_inputs[i] == ir::kGradUnscaleInput) {
+          w_.line(field + " = grad_scale != nullptr ? fuseopt_unscale(*grad_scale) : " + from_row + ";");
+        } else if (device_gate_ && info.scalar_inputs[i] == ir::kGradClipInput) {
+          w_.line(field + " = gate != nullptr ? static_cast<float>(gate->clip) : " + from_row + ";");
+        } else {
+          w_.line(field + " = " + from_row + ";");
+        }
       }
     }
     for (int b : info.buffers) {
@@ -830,8 +870,69 @@ class SourceGenerator {
     w_.line();
   }
 
+  // One thread combines phase 0's per-chunk statistics as the host would (each tensor's
+  // chunks in chunk order, then the tensors in group order, in f64 without contraction), so
+  // the decision and the clip factor are bitwise the host's (ir::grad_factors).
+  void decide_function(const std::string& name) {
+    const ir::GradTransform& transform = kernel_.grad_transform;
+    w_.line("// The step's decision, on the device: launched with one block after phase 0, writes");
+    w_.line("// *gate, which the later phases read.");
+    w_.line("extern \"C\" __global__ void __launch_bounds__(32) " + name + "(");
+    w_.line("    const FuseoptTable* __restrict__ table, const float* __restrict__ scalars,");
+    w_.line("    unsigned int scalar_stride, double* __restrict__ partials,");
+    w_.line("    const unsigned int* __restrict__ rounding_keys, FuseoptGate* __restrict__ gate,");
+    w_.line("    const float* __restrict__ grad_scale, float* __restrict__ found_inf,");
+    w_.line("    double max_grad_norm) {");
+    w_.indent();
+    w_.line("(void)scalars;");
+    w_.line("(void)scalar_stride;");
+    w_.line("(void)rounding_keys;");
+    w_.line("if (threadIdx.x != 0 || blockIdx.x != 0) return;");
+    w_.line("const char* base_address = reinterpret_cast<const char*>(table);");
+    w_.line("const FuseoptChunk* chunks = reinterpret_cast<const FuseoptChunk*>(base_address + table->chunks_offset);");
+    w_.line("const unsigned int chunk_count = static_cast<unsigned int>(table->chunk_count);");
+    w_.line("double sum_of_squares = 0.0;");
+    w_.line("bool nonfinite = false;");
+    w_.line("unsigned int c = 0;");
+    w_.open("while (c < chunk_count) {");
+    w_.line("const unsigned int tensor = chunks[c].tensor;");
+    w_.line("double tensor_sum = " + std::string(reduce_identity_text(ir::ReduceOp::kSum)) + ";");
+    w_.line("double tensor_nonfinite = " + std::string(reduce_identity_text(ir::ReduceOp::kMax)) + ";");
+    w_.open("for (; c < chunk_count && chunks[c].tensor == tensor; ++c) {");
+    w_.line("tensor_sum = tensor_sum + partials[2ull * c];");
+    w_.line("tensor_nonfinite = fuseopt_max_f64(tensor_nonfinite, partials[2ull * c + 1ull]);");
+    w_.close();
+    w_.line("sum_of_squares += tensor_sum;");
+    w_.line("nonfinite = nonfinite || tensor_nonfinite > 0.0;");
+    w_.close();
+    w_.line("const double total_norm = sqrt(sum_of_squares);");
+    w_.line("const float scale = grad_scale != nullptr ? *grad_scale : 1.0f;");
+    w_.line("const bool bad_scale = !(scale > 0.0f && scale <= 3.40282347e+38f);");
+    w_.line("const bool found = found_inf != nullptr && *found_inf != 0.0f;");
+    w_.line(std::string("const bool skip = ") +
+            (transform.unscale ? "nonfinite || found || bad_scale" : "false") + ";");
+    w_.line("double clip = 1.0;");
+    if (transform.clip_norm) {
+      w_.line("// clip_grad_norm_: max_norm / (total + 1e-6), clamped to 1; a NaN stays NaN.");
+      w_.line("const double coefficient = max_grad_norm / (total_norm + 1e-6);");
+      w_.line("const double clamped = coefficient != coefficient ? coefficient : (coefficient < 1.0 ? coefficient : 1.0);");
+      w_.line("clip = static_cast<double>(static_cast<float>(clamped));");
+    } else {
+      w_.line("(void)max_grad_norm;");
+    }
+    w_.line("gate->skip = skip ? 1.0 : 0.0;");
+    w_.line("gate->clip = clip;");
+    w_.line("gate->total_norm = total_norm;");
+    w_.line("gate->bad_scale = bad_scale ? 1.0 : 0.0;");
+    w_.line("// As GradScaler's fused optimizers learn of a skip: found_inf says so.");
+    w_.line("if (skip && found_inf != nullptr) *found_inf = 1.0f;");
+    w_.close();
+    w_.line();
+  }
+
   const ir::Kernel& kernel_;
   CudaLaunchShape shape_;
+  bool device_gate_ = false;  // ir::can_decide_on_device: phases read the gate
   bool narrow_ = false;  // a bf16 or f16 buffer
   Writer w_;
 };
@@ -853,6 +954,7 @@ std::string cuda_table_layout(size_t buffer_count) {
     out += "}=" + std::to_string(size);
   }
   out += " scalars:f32[tensor*stride+i] partials:f64[chunk*reductions+r] keys:u32[tensor*buffers+b]";
+  out += " gate:f64[4]";
   return out;
 }
 

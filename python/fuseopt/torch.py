@@ -257,8 +257,25 @@ class Optimizer(_TorchOptimizer):
         defaults.update(self._normalize(dict(hypers), defaults, "the constructor"))
         self._groups = []
         self._buffers_of_options = {}
+        self._skip_pending = None  # the C++ optimizer whose step's outcome is still on the device
         self.last_step_skipped = False
         super().__init__(params, defaults)
+
+    @property
+    def last_step_skipped(self):
+        """Whether the last step() was skipped (loss scaling found an inf or NaN, or
+        found_inf was set). After a step decided on the GPU it waits, if needed, for that
+        step's own kernels."""
+        core = self._skip_pending
+        if core is not None:
+            self._skip_pending = None
+            self._last_skipped = bool(core.last_step_skipped())
+        return self._last_skipped
+
+    @last_step_skipped.setter
+    def last_step_skipped(self, value):
+        self._skip_pending = None
+        self._last_skipped = bool(value)
 
     # ---- Param groups ----------------------------------------------------------------------
 
@@ -516,6 +533,9 @@ class Optimizer(_TorchOptimizer):
             grad_scale = getattr(self, "grad_scale", None)
             found_inf = getattr(self, "found_inf", None)
         self.last_step_skipped = False
+        on_device = self._decidable_on_device(grad_scale, found_inf)
+        if on_device is not None:
+            return self._step_deciding_on_device(loss, on_device, grad_scale, found_inf)
         if found_inf is not None and self._number_of(found_inf, "found_inf") != 0:
             # GradScaler found an inf or NaN in the scaled gradients of this optimizer (every
             # group's): skip the whole step, as its fused optimizers do.
@@ -548,6 +568,8 @@ class Optimizer(_TorchOptimizer):
                     return self._skipped(loss, found_inf, scaler)
         taken_any = False
         for runtime, part, stepped in work:
+            if part.core.decides_on_device:  # an earlier step was decided on the device
+                part.core.set_decide_on_device(False)
             taken = self._run_part(runtime, part)
             if not taken:
                 if taken_any:
@@ -566,6 +588,58 @@ class Optimizer(_TorchOptimizer):
                 index = part.members[local]
                 if runtime.entries[index] is None:
                     self._install_state(runtime, index, runtime.params[index])
+        return loss
+
+    def _decidable_on_device(self, grad_scale, found_inf):
+        """The (group number, runtime, part) of a step that can be decided on the GPU with no
+        host round trip, or None: GradScaler's found_inf (and grad_scale, if given) are
+        one-element float32 tensors on the parameters' CUDA device, and one C++ optimizer
+        (one param group of one dtype) holds every parameter, so that its own check of the
+        unscaled gradients decides for all of them."""
+        if not isinstance(found_inf, _torch.Tensor) or found_inf.device.type != "cuda":
+            return None
+        if grad_scale is None and not self._loss_scaling:
+            return None
+        for value in (found_inf, grad_scale):
+            if value is None:
+                continue
+            if (not isinstance(value, _torch.Tensor) or value.device != found_inf.device
+                    or value.dtype != _torch.float32 or value.numel() != 1
+                    or not value.is_contiguous()):
+                return None
+        if len(self._groups) != 1 or len(self._groups[0].parts) != 1:
+            return None
+        if self._groups[0].device != found_inf.device:
+            return None
+        if not self._loss_scaling:
+            self._enable_loss_scaling()  # as the host path would for this grad_scale
+        runtime = self._groups[0]
+        kernel = runtime.parts[0].kernel
+        if not (kernel.device_memory and kernel.decides_on_device):
+            return None
+        return runtime
+
+    def _step_deciding_on_device(self, loss, runtime, grad_scale, found_inf):
+        """A step whose skip (and clip factor) the kernels decide on the GPU: found_inf and
+        grad_scale are read there, nothing is read back, and last_step_skipped learns the
+        outcome when asked (a skip also sets found_inf to 1, as GradScaler expects)."""
+        work = self._prepare_group(0, self.param_groups[0], runtime, None)
+        if not work:
+            return loss
+        _, part, stepped = work[0]
+        core = part.core
+        core.set_decide_on_device(True)
+        core.set_device_loss_scale(grad_scale.data_ptr() if grad_scale is not None else 0,
+                                   found_inf.data_ptr())
+        self._run_part(runtime, part)
+        self._skip_pending = core
+        first = [part.members[local] for local in stepped
+                 if runtime.entries[part.members[local]] is None]
+        # optimizer.state gets entries for parameters stepped for the first time: this needs
+        # the outcome (a skipped first step leaves no state), so it waits, once per parameter.
+        if first and not self.last_step_skipped:
+            for index in first:
+                self._install_state(runtime, index, runtime.params[index])
         return loss
 
     def _skipped(self, loss, found_inf, scaler):

@@ -597,6 +597,9 @@ PYBIND11_MODULE(_fuseopt, m) {
       .def_readonly("device_memory", &runtime::CompiledKernel::device_memory,
                     "True when its Optimizers take CUDA device memory")
       .def_readonly("chunk_elements", &runtime::CompiledKernel::chunk_elements)
+      .def_readonly("decides_on_device", &runtime::CompiledKernel::decides_on_device,
+                    "True when its Optimizers can decide loss scaling and clipping on the device "
+                    "(Optimizer.set_decide_on_device)")
       .def_property_readonly("config", [](const runtime::CompiledKernel& k) { return k.ir.config_name(); },
                              "the rule and option values, e.g. adam_amsgrad0_maximize0")
       .def_property_readonly(
@@ -779,6 +782,30 @@ PYBIND11_MODULE(_fuseopt, m) {
       .def("last_grad_norm", [](const PyOptimizer& o) { return o.get().last_grad_norm(); },
            "The global norm of the unscaled gradients of the last step (kernels compiled with "
            "loss_scaling or clip_grad_norm).")
+      .def("last_step_skipped", [](const PyOptimizer& o) { return o.get().last_step_skipped(); },
+           "Whether the last step was skipped by loss scaling; with set_decide_on_device(True) "
+           "it waits for that step's own kernels if needed.")
+      .def("set_decide_on_device",
+           [](PyOptimizer& o, bool on) {
+             o.check_idle();
+             o.get().set_decide_on_device(on);
+           },
+           py::arg("on"),
+           "Device kernels with loss scaling or clipping: decide each step on the device, "
+           "with no host round trip; step() then returns True once queued and "
+           "last_step_skipped() tells the outcome.")
+      .def_property_readonly("decides_on_device",
+                             [](const PyOptimizer& o) { return o.get().decides_on_device(); })
+      .def("set_device_loss_scale",
+           [](PyOptimizer& o, uintptr_t grad_scale, uintptr_t found_inf) {
+             o.check_idle();
+             o.get().set_device_loss_scale(reinterpret_cast<const void*>(grad_scale),
+                                           reinterpret_cast<void*>(found_inf));
+           },
+           py::arg("grad_scale"), py::arg("found_inf"),
+           "With set_decide_on_device(True): the addresses of device floats (0 for none) read "
+           "instead of the grad_scale and found_inf hypers, e.g. a GradScaler's tensors' "
+           "data_ptr(); found_inf is set to 1 when a step is skipped.")
       .def("synchronize", [](PyOptimizer& o) { o.run_released([](Optimizer& c) { c.synchronize(); }); },
            "Waits for the device's queued steps (nothing to wait for on the host).")
       .def("step_count", [](const PyOptimizer& o, size_t t) { o.check_tensor(t); return o.get().step_count(t); },

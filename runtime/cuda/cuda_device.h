@@ -32,6 +32,10 @@ struct CudaModuleHandle;
 struct CudaFunctionHandle;
 using CudaModule = CudaModuleHandle*;
 using CudaFunction = CudaFunctionHandle*;
+struct CudaFenceHandle;
+/// A point in the default stream's queue (a CUevent without timing); null is a fence that
+/// has always passed.
+using CudaFence = CudaFenceHandle*;
 
 class CudaDevice {
  public:
@@ -55,6 +59,30 @@ class CudaDevice {
   virtual void fill_halves(CudaDevicePtr destination, uint16_t value, size_t count) const;
   /// Waits for all queued work; reports errors of earlier launches.
   virtual void synchronize() const = 0;
+
+  // Asynchronous transfers: queued on the default stream after the work before them; the
+  // host returns at once and does not wait for the device. What makes a step free of host
+  // round trips: the per-step uploads and the read-back of a step's skip decision.
+  /// Page-locked host memory (cuMemAllocHost) for the copies below. The defaults (used by
+  /// the CPU emulation) are plain host memory and synchronous copies.
+  virtual void* allocate_host(size_t bytes) const;
+  virtual void free_host(void* pointer) const noexcept;
+  /// Queues a copy from memory of allocate_host(), which must stay unchanged until a fence
+  /// recorded after the copy has passed.
+  virtual void copy_to_device_async(CudaDevicePtr destination, const void* source,
+                                    size_t bytes) const;
+  /// Queues a copy into memory of allocate_host(), whose contents are defined once a fence
+  /// recorded after the copy has passed.
+  virtual void copy_to_host_async(void* destination, CudaDevicePtr source, size_t bytes) const;
+  virtual CudaFence create_fence() const;
+  virtual void destroy_fence(CudaFence fence) const noexcept;
+  /// Marks the current end of the queue.
+  virtual void record_fence(CudaFence fence) const;
+  /// Whether the work before the fence's last record has finished; never waits.
+  virtual bool fence_passed(CudaFence fence) const;
+  /// Waits for the work before the fence's last record (not for later work); reports errors
+  /// of earlier launches.
+  virtual void wait_fence(CudaFence fence) const;
 
   /// Loads a module from `cubin` (tried first when not empty), else from `ptx`.
   virtual CudaModule load_module(std::string_view cubin, std::string_view ptx) const = 0;

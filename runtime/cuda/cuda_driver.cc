@@ -230,6 +230,12 @@ struct CudaDriver::Api {
   CUresult (*EventDestroy)(CUevent) = nullptr;
   CUresult (*EventRecord)(CUevent, CUstream) = nullptr;
   CUresult (*EventElapsedTime)(float*, CUevent, CUevent) = nullptr;
+  CUresult (*EventQuery)(CUevent) = nullptr;
+  CUresult (*EventSynchronize)(CUevent) = nullptr;
+  CUresult (*MemAllocHost)(void**, size_t) = nullptr;
+  CUresult (*MemFreeHost)(void*) = nullptr;
+  CUresult (*MemcpyHtoDAsync)(CUdeviceptr, const void*, size_t, CUstream) = nullptr;
+  CUresult (*MemcpyDtoHAsync)(void*, CUdeviceptr, size_t, CUstream) = nullptr;
 
   std::mutex modules_mutex;
   std::map<std::string, CUmodule> modules;  // by image, so equal binaries load once
@@ -301,6 +307,12 @@ std::unique_ptr<CudaDriver> CudaDriver::open(const std::string& library, int dev
   resolve(a.handle, {"cuEventDestroy_v2", "cuEventDestroy"}, a.EventDestroy, library);
   resolve(a.handle, {"cuEventRecord"}, a.EventRecord, library);
   resolve(a.handle, {"cuEventElapsedTime_v2", "cuEventElapsedTime"}, a.EventElapsedTime, library);
+  resolve(a.handle, {"cuEventQuery"}, a.EventQuery, library);
+  resolve(a.handle, {"cuEventSynchronize"}, a.EventSynchronize, library);
+  resolve(a.handle, {"cuMemAllocHost_v2"}, a.MemAllocHost, library);
+  resolve(a.handle, {"cuMemFreeHost"}, a.MemFreeHost, library);
+  resolve(a.handle, {"cuMemcpyHtoDAsync_v2"}, a.MemcpyHtoDAsync, library);
+  resolve(a.handle, {"cuMemcpyDtoHAsync_v2"}, a.MemcpyDtoHAsync, library);
 
   if (CUresult init = a.Init(0); init != 0) {
     std::string message = "CUDA driver unusable: cuInit failed with " + cuda_error_name(init);
@@ -555,6 +567,96 @@ float CudaDriver::elapsed_ms(CudaEvent start, CudaEvent end) const {
   check(api_->EventElapsedTime(&ms, start, end), "cuEventElapsedTime");
   return ms;
 }
+
+void* CudaDriver::allocate_host(size_t bytes) const {
+  make_current();
+  void* pointer = nullptr;
+  const CUresult result = api_->MemAllocHost(&pointer, std::max<size_t>(bytes, 1));
+  if (result == 2) {
+    throw EnvironmentError("out of page-locked host memory allocating " + std::to_string(bytes) +
+                           " bytes (cuMemAllocHost: CUDA_ERROR_OUT_OF_MEMORY)");
+  }
+  check(result, "cuMemAllocHost");
+  return pointer;
+}
+
+void CudaDriver::free_host(void* pointer) const noexcept {
+  if (pointer == nullptr) return;
+  api_->CtxSetCurrent(context_);
+  api_->MemFreeHost(pointer);
+}
+
+void CudaDriver::copy_to_device_async(CudaDevicePtr destination, const void* source,
+                                      size_t bytes) const {
+  if (bytes == 0) return;
+  make_current();
+  // Stream 0 is the legacy default stream, the one every launch here uses.
+  check(api_->MemcpyHtoDAsync(destination, source, bytes, nullptr), "cuMemcpyHtoDAsync");
+}
+
+void CudaDriver::copy_to_host_async(void* destination, CudaDevicePtr source, size_t bytes) const {
+  if (bytes == 0) return;
+  make_current();
+  check(api_->MemcpyDtoHAsync(destination, source, bytes, nullptr), "cuMemcpyDtoHAsync");
+}
+
+CudaFence CudaDriver::create_fence() const {
+  make_current();
+  CUevent event = nullptr;
+  constexpr unsigned kDisableTiming = 0x2;  // CU_EVENT_DISABLE_TIMING: cheaper to record
+  check(api_->EventCreate(&event, kDisableTiming), "cuEventCreate");
+  return reinterpret_cast<CudaFence>(event);
+}
+
+void CudaDriver::destroy_fence(CudaFence fence) const noexcept {
+  if (fence != nullptr) api_->EventDestroy(reinterpret_cast<CUevent>(fence));
+}
+
+void CudaDriver::record_fence(CudaFence fence) const {
+  if (fence == nullptr) return;
+  make_current();
+  check(api_->EventRecord(reinterpret_cast<CUevent>(fence), nullptr), "cuEventRecord");
+}
+
+bool CudaDriver::fence_passed(CudaFence fence) const {
+  if (fence == nullptr) return true;
+  make_current();
+  const CUresult result = api_->EventQuery(reinterpret_cast<CUevent>(fence));
+  constexpr CUresult kNotReady = 600;  // CUDA_ERROR_NOT_READY
+  if (result == kNotReady) return false;
+  check(result, "cuEventQuery");
+  return true;
+}
+
+void CudaDriver::wait_fence(CudaFence fence) const {
+  if (fence == nullptr) return;
+  make_current();
+  check(api_->EventSynchronize(reinterpret_cast<CUevent>(fence)), "cuEventSynchronize");
+}
+
+// The defaults: plain memory and synchronous copies, for devices whose memory is the host's.
+void* CudaDevice::allocate_host(size_t bytes) const {
+  void* pointer = std::malloc(std::max<size_t>(bytes, 1));
+  if (pointer == nullptr) throw EnvironmentError("out of host memory");
+  return pointer;
+}
+
+void CudaDevice::free_host(void* pointer) const noexcept { std::free(pointer); }
+
+void CudaDevice::copy_to_device_async(CudaDevicePtr destination, const void* source,
+                                      size_t bytes) const {
+  copy_to_device(destination, source, bytes);
+}
+
+void CudaDevice::copy_to_host_async(void* destination, CudaDevicePtr source, size_t bytes) const {
+  copy_to_host(destination, source, bytes);
+}
+
+CudaFence CudaDevice::create_fence() const { return nullptr; }
+void CudaDevice::destroy_fence(CudaFence) const noexcept {}
+void CudaDevice::record_fence(CudaFence) const {}
+bool CudaDevice::fence_passed(CudaFence) const { return true; }
+void CudaDevice::wait_fence(CudaFence) const {}
 
 void CudaDevice::copy_on_device(CudaDevicePtr destination, CudaDevicePtr source,
                                 size_t bytes) const {

@@ -60,6 +60,18 @@ class CudaDriver final : public CudaDevice {
   void fill_halves(CudaDevicePtr destination, uint16_t value, size_t count) const override;
   void fill_bytes(CudaDevicePtr destination, uint8_t value, size_t bytes) const;
 
+  // ---- Asynchronous transfers and fences (cuda_device.h) ----------------------------------
+  void* allocate_host(size_t bytes) const override;
+  void free_host(void* pointer) const noexcept override;
+  void copy_to_device_async(CudaDevicePtr destination, const void* source,
+                            size_t bytes) const override;
+  void copy_to_host_async(void* destination, CudaDevicePtr source, size_t bytes) const override;
+  CudaFence create_fence() const override;
+  void destroy_fence(CudaFence fence) const noexcept override;
+  void record_fence(CudaFence fence) const override;
+  bool fence_passed(CudaFence fence) const override;
+  void wait_fence(CudaFence fence) const override;
+
   // ---- Code ------------------------------------------------------------------------------
   /// Loads a module from `cubin` (tried first when not empty), else from `ptx` (compiled by
   /// the driver for this device). Modules stay loaded for the process's life.

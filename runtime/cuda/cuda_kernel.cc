@@ -9,6 +9,12 @@
 // re-uploading the table (a chunk entry per 64K elements, each with every buffer's address)
 // would cost far more than the keys. A chunk reads its tensor's keys once; phases of one
 // step share one upload (it is skipped when the keys equal the last ones sent).
+//
+// No call waits for the device unless it must read results: per-step uploads (scalar rows,
+// keys) go through a ring of page-locked staging slots with asynchronous copies, and a
+// kernel with a gradient transform decided on the device (GroupArgs::gate) combines its
+// statistics there too. Only phases whose reductions the host reads (LAMB's norms, or the
+// statistics when the host decides) wait, to copy their partials back.
 #include "runtime/cuda/cuda_kernel.h"
 
 #include <algorithm>
@@ -19,6 +25,7 @@
 #include <mutex>
 
 #include "ir/eval.h"
+#include "ir/grad_transform.h"
 #include "runtime/cuda/tensor_table.h"
 #include "support/error.h"
 
@@ -36,12 +43,69 @@ struct DeviceTable {
   std::vector<size_t> first_chunk;
 };
 
+// Uploads that do not make the host wait: the bytes are copied into a page-locked slot and
+// sent with an asynchronous copy on the default stream, ordered before the launches that
+// read them. A slot is written again only once the copy that read it has run (its fence has
+// passed): with kSlots slots the host runs up to kSlots uploads ahead of the device, and
+// when it is that far ahead it waits for the oldest copy only, never for later work.
+class StagingRing {
+ public:
+  explicit StagingRing(const CudaDevice& device) : device_(device) {}
+  ~StagingRing() {
+    for (Slot& slot : slots_) {
+      if (slot.memory == nullptr) continue;
+      try {
+        device_.wait_fence(slot.fence);  // the copy may still read the slot
+      } catch (...) {
+        // an error of earlier work; later calls report it
+      }
+      device_.free_host(slot.memory);
+      device_.destroy_fence(slot.fence);
+    }
+  }
+  StagingRing(const StagingRing&) = delete;
+  StagingRing& operator=(const StagingRing&) = delete;
+
+  void upload(CudaDevicePtr destination, const void* source, size_t bytes) {
+    if (bytes == 0) return;
+    Slot& slot = slots_[next_];
+    next_ = (next_ + 1) % kSlots;
+    if (slot.fence == nullptr && !slot.fence_made) {
+      slot.fence = device_.create_fence();
+      slot.fence_made = true;
+    }
+    if (slot.memory != nullptr) device_.wait_fence(slot.fence);
+    if (slot.capacity < bytes) {
+      device_.free_host(slot.memory);
+      slot.memory = nullptr;
+      slot.capacity = std::max<size_t>(bytes, 1024);
+      slot.memory = device_.allocate_host(slot.capacity);
+    }
+    std::memcpy(slot.memory, source, bytes);
+    device_.copy_to_device_async(destination, slot.memory, bytes);
+    device_.record_fence(slot.fence);
+  }
+
+ private:
+  static constexpr size_t kSlots = 16;
+  struct Slot {
+    void* memory = nullptr;
+    size_t capacity = 0;
+    CudaFence fence = nullptr;
+    bool fence_made = false;
+  };
+  const CudaDevice& device_;
+  Slot slots_[kSlots];
+  size_t next_ = 0;
+};
+
 class GroupState {
  public:
   GroupState(const CudaDevice& device, int64_t chunk_elements, std::vector<int> element_bytes)
       : device_(device),
         chunk_elements_(chunk_elements),
-        element_bytes_(std::move(element_bytes)) {}
+        element_bytes_(std::move(element_bytes)),
+        staging_(device) {}
 
   std::mutex mutex;
 
@@ -98,13 +162,17 @@ class GroupState {
     const CudaDevicePtr device_keys = grow(keys_, std::max<size_t>(count, 1) * sizeof(uint32_t));
     if (!std::equal(args.rounding_keys, args.rounding_keys + count, sent_keys_.begin(),
                     sent_keys_.end())) {
-      device_.copy_to_device(device_keys, args.rounding_keys, count * sizeof(uint32_t));
+      staging_.upload(device_keys, args.rounding_keys, count * sizeof(uint32_t));
       sent_keys_.assign(args.rounding_keys, args.rounding_keys + count);
     }
     return device_keys;
   }
   std::vector<double>& host_partials() { return host_partials_; }
   const CudaDevice& device() const { return device_; }
+  /// Queues an upload of per-step data without waiting for the device.
+  void upload(CudaDevicePtr destination, const void* source, size_t bytes) {
+    staging_.upload(destination, source, bytes);
+  }
 
  private:
   CudaDevicePtr grow(CudaBuffer& buffer, size_t bytes) {
@@ -127,20 +195,26 @@ class GroupState {
   CudaBuffer keys_;
   std::vector<uint32_t> sent_keys_;  // what keys_ holds
   std::vector<double> host_partials_;
+  StagingRing staging_;  // declared last: destroyed first, while the buffers above still live
 };
+
+CudaDevicePtr address(const void* pointer) {
+  return static_cast<CudaDevicePtr>(reinterpret_cast<uintptr_t>(pointer));
+}
 
 class CudaGroupPhase final : public GroupPhaseKernel {
  public:
   CudaGroupPhase(std::shared_ptr<GroupState> state, CudaFunction function, int block_size,
                  int grid_cap, size_t scalar_count, std::vector<ir::ReduceOp> reductions,
-                 bool reads_keys)
+                 bool reads_keys, CudaFunction decide)
       : state_(std::move(state)),
         function_(function),
         block_size_(block_size),
         grid_cap_(grid_cap),
         scalar_count_(scalar_count),
         reductions_(std::move(reductions)),
-        reads_keys_(reads_keys) {}
+        reads_keys_(reads_keys),
+        decide_(decide) {}
 
   void run_group(const GroupArgs& args) const override {
     GroupState& state = *state_;
@@ -151,9 +225,29 @@ class CudaGroupPhase final : public GroupPhaseKernel {
                   "run_group: a phase with reductions needs GroupArgs::partials");
     FUSEOPT_CHECK(scalar_count_ == 0 || args.tensor_count == 0 || args.scalars != nullptr,
                   "run_group: the phase reads scalars but GroupArgs::scalars is null");
+    FUSEOPT_CHECK(args.gate == nullptr || decide_ != nullptr || reductions_.empty(),
+                  "run_group: a gate for a kernel that cannot decide on the device");
     const DeviceTable& table = state.table(args);
     if (table.chunk_count > 0) {
       launch(state, table, args);
+    }
+    if (args.gate != nullptr && decide_ != nullptr) {
+      // Phase 0 of a kernel deciding on the device: its partials stay there, combined by
+      // one more launch into the gate that the later phases read.
+      CudaDevicePtr table_address = table.memory.get();
+      CudaDevicePtr scalars = 0;
+      unsigned int stride = 0;
+      CudaDevicePtr partials = state.partials(std::max<size_t>(table.chunk_count, 1) *
+                                              std::max<size_t>(reductions, 1) * sizeof(double));
+      CudaDevicePtr keys = 0;
+      CudaDevicePtr gate = address(args.gate);
+      CudaDevicePtr grad_scale = address(args.grad_scale);
+      CudaDevicePtr found_inf = address(args.found_inf);
+      double max_grad_norm = args.max_grad_norm;
+      void* params[] = {&table_address, &scalars,    &stride,    &partials,     &keys,
+                        &gate,          &grad_scale, &found_inf, &max_grad_norm};
+      state.device().launch(decide_, 1, 32, params);
+      return;
     }
     if (reductions > 0) combine(state, table, args);
   }
@@ -174,7 +268,7 @@ class CudaGroupPhase final : public GroupPhaseKernel {
       const size_t rows = same ? 1 : args.tensor_count;
       stride = same ? 0u : static_cast<unsigned int>(scalar_count_);
       scalars = state.scalars(rows * row_bytes);
-      device.copy_to_device(scalars, args.scalars, rows * row_bytes);
+      state.upload(scalars, args.scalars, rows * row_bytes);
     }
     CudaDevicePtr partials = 0;
     if (!reductions_.empty()) {
@@ -182,7 +276,12 @@ class CudaGroupPhase final : public GroupPhaseKernel {
     }
     CudaDevicePtr keys = reads_keys_ ? state.rounding_keys(args) : 0;
     CudaDevicePtr table_address = table.memory.get();
-    void* params[] = {&table_address, &scalars, &stride, &partials, &keys};
+    CudaDevicePtr gate = address(args.gate);
+    CudaDevicePtr grad_scale = args.gate != nullptr ? address(args.grad_scale) : 0;
+    CudaDevicePtr found_inf = args.gate != nullptr ? address(args.found_inf) : 0;
+    double max_grad_norm = args.max_grad_norm;
+    void* params[] = {&table_address, &scalars,    &stride,    &partials,     &keys,
+                      &gate,          &grad_scale, &found_inf, &max_grad_norm};
     const size_t grid = std::min(table.chunk_count, static_cast<size_t>(grid_cap_));
     device.launch(function_, static_cast<unsigned>(grid), static_cast<unsigned>(block_size_),
                   params);
@@ -215,7 +314,8 @@ class CudaGroupPhase final : public GroupPhaseKernel {
   int grid_cap_;
   size_t scalar_count_;
   std::vector<ir::ReduceOp> reductions_;
-  bool reads_keys_;  // the phase has a stochastic store
+  bool reads_keys_;      // the phase has a stochastic store
+  CudaFunction decide_;  // phase 0 of a kernel that can decide on the device; null otherwise
 };
 
 class CudaDeviceMemory final : public DeviceMemory {
@@ -247,6 +347,55 @@ class CudaDeviceMemory final : public DeviceMemory {
     }
   }
   void synchronize() const override { device_.synchronize(); }
+
+  // Page-locked memory, an asynchronous copy and a fence: the host waits, if at all, only
+  // for the work queued before start().
+  class PinnedReadback final : public Readback {
+   public:
+    PinnedReadback(const CudaDevice& device, size_t bytes)
+        : device_(device),
+          bytes_(bytes),
+          memory_(device.allocate_host(bytes)),
+          fence_(make_fence(device, memory_)) {}
+    ~PinnedReadback() override {
+      try {
+        device_.wait_fence(fence_);  // a queued copy may still write the memory
+      } catch (...) {
+        // an error of earlier work; later calls report it
+      }
+      device_.destroy_fence(fence_);
+      device_.free_host(memory_);
+    }
+    PinnedReadback(const PinnedReadback&) = delete;
+    PinnedReadback& operator=(const PinnedReadback&) = delete;
+    void start(const void* source) override {
+      device_.wait_fence(fence_);  // the previous copy into the same memory
+      device_.copy_to_host_async(memory_, address(source), bytes_);
+      device_.record_fence(fence_);
+    }
+    const void* wait() override {
+      device_.wait_fence(fence_);
+      return memory_;
+    }
+
+   private:
+    static CudaFence make_fence(const CudaDevice& device, void* memory) {
+      try {
+        return device.create_fence();
+      } catch (...) {
+        device.free_host(memory);
+        throw;
+      }
+    }
+    const CudaDevice& device_;
+    size_t bytes_;
+    void* memory_;
+    CudaFence fence_;
+  };
+  std::unique_ptr<Readback> make_readback(size_t bytes) const override {
+    return std::make_unique<PinnedReadback>(device_, bytes);
+  }
+
   std::string name() const override {
     const CudaDeviceInfo& info = device_.device();
     std::string name = "CUDA device " + std::to_string(info.ordinal);
@@ -255,9 +404,6 @@ class CudaDeviceMemory final : public DeviceMemory {
   }
 
  private:
-  static CudaDevicePtr address(const void* pointer) {
-    return static_cast<CudaDevicePtr>(reinterpret_cast<uintptr_t>(pointer));
-  }
   static void* as_pointer(CudaDevicePtr address) {
     return reinterpret_cast<void*>(static_cast<uintptr_t>(address));
   }
@@ -301,6 +447,17 @@ std::shared_ptr<const CompiledKernel> load_cuda_kernel(ir::Kernel kernel,
       std::make_shared<GroupState>(device, binary.chunk_elements, std::move(element_bytes));
 
   auto compiled = std::make_shared<CompiledKernel>();
+  // The decide function of codegen/cuda/cuda_source.h: phase 0's name with "_decide" for
+  // "_p0", present exactly when the kernel can decide on the device.
+  CudaFunction decide = nullptr;
+  if (ir::can_decide_on_device(kernel)) {
+    const std::string& first = binary.phase_functions.front();
+    if (!first.ends_with("_p0")) {
+      throw UserError("CUDA binary " + binary.name + ": phase 0's function " + first +
+                      " does not end in _p0");
+    }
+    decide = device.function(module, first.substr(0, first.size() - 3) + "_decide");
+  }
   for (size_t p = 0; p < kernel.phases.size(); ++p) {
     const ir::Phase& phase = kernel.phases[p];
     CudaFunction function = device.function(module, binary.phase_functions[p]);
@@ -324,8 +481,9 @@ std::shared_ptr<const CompiledKernel> load_cuda_kernel(ir::Kernel kernel,
     }
     compiled->group_phases.push_back(std::make_shared<CudaGroupPhase>(
         state, function, binary.block_size, grid_cap, ir::phase_scalar_inputs(phase).size(),
-        std::move(reductions), reads_keys));
+        std::move(reductions), reads_keys, p == 0 ? decide : nullptr));
   }
+  compiled->decides_on_device = decide != nullptr;
   compiled->ir = std::move(kernel);
   compiled->device_memory = true;
   compiled->device = make_cuda_device_memory(device);

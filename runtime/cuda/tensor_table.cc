@@ -57,7 +57,8 @@ std::string cuda_tensor_table_layout(size_t buffer_count) {
                          {"buffers", "ptr", sizeof(CudaChunk), buffer_count}},
                         cuda_chunk_entry_bytes(buffer_count));
   out +=
-      " scalars:f32[tensor*stride+i] partials:f64[chunk*reductions+r] keys:u32[tensor*buffers+b]";
+      " scalars:f32[tensor*stride+i] partials:f64[chunk*reductions+r] keys:u32[tensor*buffers+b] "
+      "gate:f64[4]";
   return out;
 }
 

@@ -37,11 +37,7 @@ struct Block {
   std::vector<unsigned int> shuffles;  // per thread, shuffles done (picks the slot set)
   ucontext_t scheduler;
   KernelEntry entry = nullptr;
-  const void* table = nullptr;
-  const float* scalars = nullptr;
-  unsigned int stride = 0;
-  double* partials = nullptr;
-  const unsigned int* rounding_keys = nullptr;
+  LaunchArgs args;
 };
 
 Dim3 g_thread;
@@ -57,7 +53,7 @@ void yield(Wait wait) {
 
 void fiber_main() {
   Block& block = *g_current;
-  block.entry(block.table, block.scalars, block.stride, block.partials, block.rounding_keys);
+  block.entry(block.args);
   g_fiber->wait = Wait::kDone;
   swapcontext(&g_fiber->context, &block.scheduler);
 }
@@ -143,19 +139,14 @@ void run_block(Block& block, unsigned int index) {
   }
 }
 
-void run_grid(KernelEntry entry, unsigned int grid, unsigned int block_size, const void* table,
-              const float* scalars, unsigned int stride, double* partials,
-              const unsigned int* rounding_keys) {
+void run_grid(KernelEntry entry, unsigned int grid, unsigned int block_size,
+              const LaunchArgs& args) {
   FUSEOPT_CHECK(block_size % 32 == 0 && block_size > 0,
                 "emulation: block size must be a multiple of 32");
   g_grid = Dim3{grid};
   Block block;
   block.entry = entry;
-  block.table = table;
-  block.scalars = scalars;
-  block.stride = stride;
-  block.partials = partials;
-  block.rounding_keys = rounding_keys;
+  block.args = args;
   block.fibers.resize(block_size);
   block.lanes[0].assign(block_size, 0.0);
   block.lanes[1].assign(block_size, 0.0);
@@ -208,8 +199,15 @@ void EmulatedDevice::copy_to_device(runtime::CudaDevicePtr destination, const vo
   if (bytes > 0) std::memcpy(reinterpret_cast<void*>(destination), source, bytes);
 }
 
+void EmulatedDevice::copy_to_host_async(void* destination, runtime::CudaDevicePtr source,
+                                        size_t bytes) const {
+  ++async_downloads;
+  if (bytes > 0) std::memcpy(destination, reinterpret_cast<const void*>(source), bytes);
+}
+
 void EmulatedDevice::copy_to_host(void* destination, runtime::CudaDevicePtr source,
                                   size_t bytes) const {
+  ++downloads;
   if (bytes > 0) std::memcpy(destination, reinterpret_cast<const void*>(source), bytes);
 }
 
@@ -239,34 +237,37 @@ void EmulatedDevice::launch(runtime::CudaFunction function, unsigned grid, unsig
                             void** args) const {
   ++launches;
   auto* entry = reinterpret_cast<std::pair<std::string, KernelEntry>*>(function);
-  runtime::CudaDevicePtr table = *static_cast<runtime::CudaDevicePtr*>(args[0]);
-  runtime::CudaDevicePtr scalars = *static_cast<runtime::CudaDevicePtr*>(args[1]);
-  unsigned int stride = *static_cast<unsigned int*>(args[2]);
-  runtime::CudaDevicePtr partials = *static_cast<runtime::CudaDevicePtr*>(args[3]);
-  runtime::CudaDevicePtr keys = *static_cast<runtime::CudaDevicePtr*>(args[4]);
+  auto pointer = [&](int k) {
+    return reinterpret_cast<void*>(*static_cast<runtime::CudaDevicePtr*>(args[k]));
+  };
+  LaunchArgs launch;
+  launch.table = pointer(0);
+  launch.scalars = static_cast<const float*>(pointer(1));
+  launch.stride = *static_cast<unsigned int*>(args[2]);
+  launch.partials = static_cast<double*>(pointer(3));
+  launch.rounding_keys = static_cast<const unsigned int*>(pointer(4));
+  launch.gate = pointer(5);
+  launch.grad_scale = static_cast<const float*>(pointer(6));
+  launch.found_inf = static_cast<float*>(pointer(7));
+  launch.max_grad_norm = *static_cast<double*>(args[8]);
   FUSEOPT_CHECK(grid > 0, "emulation: empty grid");
-  run_grid(entry->second, grid, block, reinterpret_cast<const void*>(table),
-           reinterpret_cast<const float*>(scalars), stride, reinterpret_cast<double*>(partials),
-           reinterpret_cast<const unsigned int*>(keys));
+  run_grid(entry->second, grid, block, launch);
 }
 
 
 Loaded prepare(const EmulatedKernel& emulated) {
   Loaded loaded;
-  const std::string transform_suffix = "+grad_transform";
+  const ir::GradTransform transform = transform_of(emulated.rule);
   if (emulated.rule == "every_op") {
     loaded.kernel = codegen::test::every_op_kernel();
-  } else if (std::string(emulated.rule).ends_with(transform_suffix)) {
-    std::string name = emulated.rule;
-    name.resize(name.size() - transform_suffix.size());
+    gpu_testing::apply_storage(loaded.kernel, emulated.storage);
+  } else {
+    const std::string name = emulated.rule.substr(0, emulated.rule.find('+'));
     const frontend::Rule rule = frontend::load_rule(name);
     loaded.kernel = rule.compile(rule.resolve_options(emulated.options));
-    ir::apply_grad_transform(loaded.kernel, {true, true});
-  } else {
-    const frontend::Rule rule = frontend::load_rule(emulated.rule);
-    loaded.kernel = rule.compile(rule.resolve_options(emulated.options));
+    gpu_testing::apply_storage(loaded.kernel, emulated.storage);
+    ir::apply_grad_transform(loaded.kernel, transform);
   }
-  gpu_testing::apply_storage(loaded.kernel, emulated.storage);
   loaded.shape.block_size = emulated.block_size;
   loaded.shape.elements_per_thread = emulated.elements_per_thread;
   loaded.shape.vector_width = emulated.vector_width;

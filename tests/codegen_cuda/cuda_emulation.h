@@ -30,9 +30,21 @@ const Dim3& grid_dim();
 void sync_block();
 double shuffle_down(double value, int offset);
 
-/// A phase function of an emulated kernel, with the generated signature's pointers untyped.
-using KernelEntry = void (*)(const void* table, const float* scalars, unsigned int stride,
-                             double* partials, const unsigned int* rounding_keys);
+/// The arguments of a generated function (codegen/cuda/cuda_source.h), pointers untyped.
+struct LaunchArgs {
+  const void* table = nullptr;
+  const float* scalars = nullptr;
+  unsigned int stride = 0;
+  double* partials = nullptr;
+  const unsigned int* rounding_keys = nullptr;
+  void* gate = nullptr;
+  const float* grad_scale = nullptr;
+  float* found_inf = nullptr;
+  double max_grad_norm = 1;
+};
+
+/// A function of an emulated kernel (a phase, or the decide function), called with them.
+using KernelEntry = void (*)(const LaunchArgs& args);
 
 /// One generated file compiled into the test, with what made it.
 struct EmulatedKernel {
@@ -63,10 +75,17 @@ struct Loaded {
 };
 Loaded prepare(const EmulatedKernel& emulated);
 
+/// The gradient transform an emulated kernel's name asks for: "RULE+grad_transform" (loss
+/// scaling and clipping), "RULE+loss_scaling", "RULE+clipping", or none.
+inline ir::GradTransform transform_of(const std::string& rule) {
+  if (rule.ends_with("+grad_transform")) return {true, true};
+  if (rule.ends_with("+loss_scaling")) return {true, false};
+  if (rule.ends_with("+clipping")) return {false, true};
+  return {};
+}
+
 /// Runs `entry` over `grid` blocks of `block` threads, one block after another.
-void run_grid(KernelEntry entry, unsigned int grid, unsigned int block, const void* table,
-              const float* scalars, unsigned int stride, double* partials,
-              const unsigned int* rounding_keys);
+void run_grid(KernelEntry entry, unsigned int grid, unsigned int block, const LaunchArgs& args);
 
 /// A CudaDevice on the CPU. load_module() takes the generated source as its "PTX" and finds
 /// the kernel compiled from it.
@@ -82,7 +101,9 @@ class EmulatedDevice final : public runtime::CudaDevice {
                       size_t bytes) const override;
   void copy_to_host(void* destination, runtime::CudaDevicePtr source,
                     size_t bytes) const override;
-  void synchronize() const override {}
+  void copy_to_host_async(void* destination, runtime::CudaDevicePtr source,
+                          size_t bytes) const override;
+  void synchronize() const override { ++synchronizations; }
   runtime::CudaModule load_module(std::string_view cubin, std::string_view ptx) const override;
   runtime::CudaFunction function(runtime::CudaModule module,
                                  const std::string& name) const override;
@@ -92,6 +113,9 @@ class EmulatedDevice final : public runtime::CudaDevice {
 
   mutable std::atomic<int> launches{0};
   mutable std::atomic<int> uploads{0};          ///< copy_to_device calls
+  mutable std::atomic<int> downloads{0};        ///< copy_to_host calls (the host waits)
+  mutable std::atomic<int> async_downloads{0};  ///< copy_to_host_async calls
+  mutable std::atomic<int> synchronizations{0};
   mutable std::atomic<size_t> allocated{0};     ///< live allocations
 
  private:

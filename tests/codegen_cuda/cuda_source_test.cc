@@ -107,7 +107,7 @@ TEST(CudaSource, TableLayoutMatchesTheRuntime) {
             "chunk_count:i64@24}=32 tensor{numel:i64@0,buffers:ptr[4]@8}=40 "
             "chunk{tensor:u32@0,count:u32@4,start:i64@8,buffers:ptr[4]@16}=48 "
             "scalars:f32[tensor*stride+i] partials:f64[chunk*reductions+r] "
-            "keys:u32[tensor*buffers+b]");
+            "keys:u32[tensor*buffers+b] gate:f64[4]");
 }
 
 TEST(CudaSource, BadShapesAreUserErrors) {

@@ -13,6 +13,7 @@
 #include "codegen/cuda/cuda_source.h"
 #include "frontend/rule.h"
 #include "ir/grad_transform.h"
+#include "tests/codegen_cuda/cuda_emulation.h"
 #include "rules/builtin_rules.h"
 #include "tests/codegen_cuda/every_op_kernel.h"
 #include "tests/gpu/storage_checks.h"
@@ -67,13 +68,29 @@ int run(const std::string& prefix, int shards) {
       entries.push_back({name, option_map(options), rule.compile(options), s});
     }
   }
-  // Loss scaling and gradient clipping (ir/grad_transform.h): "RULE+grad_transform".
-  for (const char* name : {"adam", "lamb"}) {
-    const frontend::Rule rule = frontend::load_rule(name);
+  // Loss scaling and gradient clipping (ir/grad_transform.h): "RULE+grad_transform" (both),
+  // "RULE+loss_scaling", "RULE+clipping" (emulation::transform_of() reads the suffix). Storage
+  // is applied first, as CompileOptions does.
+  struct TransformEntry {
+    const char* rule;
+    const char* suffix;
+    std::map<std::string, std::string> storage;
+  };
+  const std::vector<TransformEntry> transforms = {
+      {"adam", "+grad_transform", {}},
+      {"lamb", "+grad_transform", {}},
+      {"adam", "+loss_scaling", {}},
+      {"sgd", "+clipping", {}},
+      {"adamw", "+grad_transform", {{"param", "bf16 stochastic"}, {"exp_avg", "bf16"}}},
+  };
+  for (const TransformEntry& t : transforms) {
+    const frontend::Rule rule = frontend::load_rule(t.rule);
     const auto options = rule.resolve_options();
     ir::Kernel kernel = rule.compile(options);
-    ir::apply_grad_transform(kernel, {true, true});
-    entries.push_back({std::string(name) + "+grad_transform", option_map(options), kernel, small});
+    gpu_testing::apply_storage(kernel, t.storage);
+    const std::string name = std::string(t.rule) + t.suffix;
+    ir::apply_grad_transform(kernel, emulation::transform_of(name));
+    entries.push_back({name, option_map(options), kernel, small, t.storage});
   }
   entries.push_back({"every_op", {}, codegen::test::every_op_kernel(), small});
   // Two-byte storage: every variant at the small shape; one also at vector widths 2 and 1.
@@ -108,12 +125,14 @@ int run(const std::string& prefix, int shards) {
     std::ostringstream& out = files[i % files.size()];
     const std::string space = "fuseopt_emulated_" + std::to_string(i);
     out << "namespace " << space << " {\n" << text << "\n";
-    for (size_t p = 0; p < source.phase_functions.size(); ++p) {
-      out << "void entry_" << p << "(const void* table, const float* scalars, unsigned int stride, "
-          << "double* partials, const unsigned int* rounding_keys) {\n  "
-          << source.phase_functions[p]
-          << "(static_cast<const FuseoptTable*>(table), scalars, stride, partials, "
-             "rounding_keys);\n}\n";
+    std::vector<std::string> functions = source.phase_functions;
+    if (!source.decide_function.empty()) functions.push_back(source.decide_function);
+    for (size_t f = 0; f < functions.size(); ++f) {
+      out << "void entry_" << f << "(const ::fuseopt::emulation::LaunchArgs& a) {\n  "
+          << functions[f]
+          << "(static_cast<const FuseoptTable*>(a.table), a.scalars, a.stride, a.partials, "
+             "a.rounding_keys, static_cast<FuseoptGate*>(a.gate), a.grad_scale, a.found_inf, "
+             "a.max_grad_norm);\n}\n";
     }
     out << "const bool registered = ::fuseopt::emulation::register_kernel({" << quote(entry.rule)
         << ", {";
@@ -123,8 +142,8 @@ int run(const std::string& prefix, int shards) {
     out << "}, " << entry.shape.block_size << ", " << entry.shape.elements_per_thread << ", "
         << entry.shape.vector_width << ", " << entry.shape.chunk_elements << ", R\"fuseopt_cuda("
         << source.text << ")fuseopt_cuda\", {";
-    for (size_t p = 0; p < source.phase_functions.size(); ++p) {
-      out << "{" << quote(source.phase_functions[p]) << ", &entry_" << p << "}, ";
+    for (size_t f = 0; f < functions.size(); ++f) {
+      out << "{" << quote(functions[f]) << ", &entry_" << f << "}, ";
     }
     out << "}});\n}  // namespace " << space << "\n\n";
   }

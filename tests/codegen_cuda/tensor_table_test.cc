@@ -122,7 +122,7 @@ TEST(TensorTable, HostStructuresHaveTheGeneratedLayout) {
             "chunk_count:i64@24}=32 tensor{numel:i64@0,buffers:ptr[2]@8}=24 "
             "chunk{tensor:u32@0,count:u32@4,start:i64@8,buffers:ptr[2]@16}=32 "
             "scalars:f32[tensor*stride+i] partials:f64[chunk*reductions+r] "
-            "keys:u32[tensor*buffers+b]");
+            "keys:u32[tensor*buffers+b] gate:f64[4]");
 }
 
 // bf16/f16 buffers: a chunk's address is its tensor's plus `start` two-byte elements, beside

@@ -2,7 +2,8 @@
 // device-to-device copy bandwidth measured in this process, bf16 Adam at the same size (param
 // and grad bf16 with f32 states; everything bf16, rounded to nearest and with a stochastic
 // param) in bytes per element and fraction of copy, 16384 tensors of 4096 elements (one
-// launch per step), and NVRTC's compile time per built-in rule. Prints readable lines
+// launch per step), how long a loss-scaled step holds the host when the host or the device
+// decides it, and NVRTC's compile time per built-in rule. Prints readable lines
 // and "RESULT name value unit" lines for the summary. Without a GPU it prints the reason on
 // one line and exits with 4.
 //
@@ -17,9 +18,11 @@
 
 #include "codegen/cuda/cuda_codegen.h"
 #include "frontend/rule.h"
+#include "ir/grad_transform.h"
 #include "rules/builtin_rules.h"
 #include "runtime/cuda/cuda_driver.h"
 #include "runtime/cuda/cuda_kernel.h"
+#include "runtime/optimizer.h"
 #include "support/error.h"
 #include "tests/gpu/group_stepper.h"
 #include "tests/gpu/storage_checks.h"
@@ -270,6 +273,53 @@ int run(bool quick) {
     }
     result("adam_16384x4096_best_ms", best_wall, "ms");
     std::printf("RESULT adam_16384x4096_best_shape 0 %s\n", best_shape.c_str());
+  }
+
+  // Loss-scaled, clipped Adam through the Optimizer (16 tensors of 2^22 elements), with a
+  // 1 GiB device copy queued before each step as a stand-in for the backward pass: how long
+  // step() keeps the host when the host decides (it waits for the copy and phase 0, to read
+  // the statistics) and when the device decides (it returns once the launches are queued).
+  {
+    const frontend::Rule rule = frontend::load_rule("adam");
+    ir::Kernel transformed = rule.compile(rule.resolve_options());
+    ir::apply_grad_transform(transformed, {true, true});
+    const codegen::CudaBinary binary =
+        codegen::compile_cuda_kernel(transformed, codegen::CudaLaunchShape{}, arch);
+    const auto loaded = runtime::load_cuda_kernel(transformed, gpu_testing::view_of(binary));
+    const size_t backward_bytes = size_t{1} << 30;
+    runtime::CudaBuffer from(driver, backward_bytes);
+    runtime::CudaBuffer to(driver, backward_bytes);
+    runtime::CudaBuffer found_inf(driver, sizeof(float));
+    driver.fill_words(found_inf.get(), 0, 1);
+    for (const bool on_device : {false, true}) {
+      Optimizer optimizer(loaded, {{"grad_scale", 1024.0}, {"max_grad_norm", 1.0}});
+      for (int t = 0; t < 16; ++t) optimizer.add_tensor(int64_t{1} << 22);
+      optimizer.set_decide_on_device(on_device);
+      if (on_device) {
+        optimizer.set_device_loss_scale(nullptr, reinterpret_cast<void*>(found_inf.get()));
+      }
+      for (int i = 0; i < warmup; ++i) optimizer.step();
+      optimizer.synchronize();
+      double in_step = 0;
+      const auto start = Clock::now();
+      for (int i = 0; i < steps; ++i) {
+        driver.copy_on_device(to.get(), from.get(), backward_bytes);
+        const auto before = Clock::now();
+        optimizer.step();
+        in_step += std::chrono::duration<double, std::milli>(Clock::now() - before).count();
+      }
+      optimizer.synchronize();
+      const double wall =
+          std::chrono::duration<double, std::milli>(Clock::now() - start).count() / steps;
+      const char* where = on_device ? "device" : "host";
+      std::printf(
+          "adam loss-scaled+clipped 16x2^22, decided on the %-6s: step() holds the host "
+          "%.3f ms, %.3f ms/step wall with a 1 GiB copy before each\n",
+          where, in_step / steps, wall);
+      result(std::string("adam_loss_scaled_decided_on_") + where + "_step_call_ms", in_step / steps,
+             "ms");
+      result(std::string("adam_loss_scaled_decided_on_") + where + "_wall_ms", wall, "ms");
+    }
   }
 
   // NVRTC time per rule (default options and shape), without the process cache.

@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -22,6 +24,7 @@
 #include "runtime/cuda/cuda_kernel.h"
 #include "support/error.h"
 #include "tests/codegen_cuda/every_op_kernel.h"
+#include "tests/gpu/decision_checks.h"
 #include "tests/gpu/device_checks.h"
 #include "tests/gpu/group_stepper.h"
 #include "tests/gpu/storage_checks.h"
@@ -341,6 +344,42 @@ const std::vector<StorageKernels>& storage_kernels() {
     if (!error.empty()) throw InternalError("compiling the storage variants failed:\n" + error);
   });
   return kernels;
+}
+
+// Loss scaling and clipping decided on the device (Optimizer::set_decide_on_device): steps
+// that clip, skip for an inf gradient or a device found_inf and read a device grad_scale,
+// against the interpreter deciding on the host, bit for bit (tests/gpu/decision_checks.h).
+TEST_F(Gpu, GradientTransformDecidedOnTheDevice) {
+  struct Case {
+    const char* rule;
+    bool loss_scaling;
+    bool clip_grad_norm;
+    std::map<std::string, std::string> storage;
+  };
+  const std::vector<Case> cases = {
+      {"adam", true, true, {}},
+      {"adam", true, false, {}},
+      {"sgd", false, true, {}},
+      {"adamw", true, true, {{"param", "bf16 stochastic"}, {"exp_avg", "bf16"}}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(c.rule) + (c.loss_scaling ? " loss scaling" : "") +
+                 (c.clip_grad_norm ? " clipping" : "") + (c.storage.empty() ? "" : " bf16"));
+    CompileOptions cuda;
+    cuda.backend = Backend::kCuda;
+    cuda.loss_scaling = c.loss_scaling;
+    cuda.clip_grad_norm = c.clip_grad_norm;
+    cuda.storage = c.storage;
+    const auto kernel = compile_rule(c.rule, cuda);
+    ASSERT_TRUE(kernel->decides_on_device);
+    CompileOptions interp = cuda;
+    interp.backend = Backend::kInterpreter;
+    interp.cpu_schedule.chunk_elements = kernel->chunk_elements;
+    EXPECT_EQ(compare_device_decision(kernel, compile_rule(c.rule, interp), driver(),
+                                      {1, 33, 65537, 300001, 1000003},
+                                      [](const std::function<void()>& step, bool) { step(); }),
+              "");
+  }
 }
 
 // adam, adamw, lion, sgd with momentum, lamb (reductions) and adagrad with bf16 and f16

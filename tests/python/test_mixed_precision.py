@@ -79,6 +79,19 @@ class LossScalingTest(unittest.TestCase):
             self.assertEqual(opt.step_count(0), step + (0 if step < 5 else -1) + 1)
             np.testing.assert_allclose(param, reference.detach().numpy(), rtol=1e-5,
                                        atol=1e-6 * float(np.abs(param).max()))
+            self.assertEqual(opt.last_step_skipped(), step == 5)
+
+    def test_only_device_kernels_decide_on_the_device(self):
+        # The decision on the device is tested on the emulated GPU (C++) and on a GPU; here:
+        # host kernels refuse it clearly and keep deciding on the host.
+        opt = fuseopt.make_optimizer("adam", backend="cpu", loss_scaling=True, threads=1)
+        self.assertFalse(opt.kernel.decides_on_device)
+        self.assertFalse(opt.decides_on_device)
+        with self.assertRaisesRegex(fuseopt.UserError, "only device kernels"):
+            opt.set_decide_on_device(True)
+        with self.assertRaisesRegex(fuseopt.UserError, "set_decide_on_device"):
+            opt.set_device_loss_scale(0, 0)
+        opt.set_decide_on_device(False)  # already off: nothing to do
 
     def test_storage_choices_reach_the_kernel(self):
         kernel = fuseopt.compile("adam", backend="interp", storage={"exp_avg": "bf16"})
