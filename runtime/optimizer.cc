@@ -704,7 +704,9 @@ struct Optimizer::Impl {
     kernel->group_phases[phase]->run_group(args);
   }
 
-  bool step() {
+  // `check_only`: with a decision on the device, only phase 0 and the decision, to report a
+  // non-finite gradient in the device found_inf (check_gradients_on_device()).
+  bool step(bool check_only = false) {
     if (tensors.empty()) {
       throw UserError("step() on an empty group: add tensors with add_tensor() first");
     }
@@ -732,6 +734,7 @@ struct Optimizer::Impl {
     const bool on_device = transform && decide_on_device &&
                            !(ir->grad_transform.unscale &&
                              hypers[static_cast<size_t>(ir->hyper_index(ir::kFoundInfHyper))] != 0);
+    if (check_only && !on_device) return true;  // the found_inf hyper already skips
     if (transform) {
       // The unscale factor is known before the step; the clip factor after phase 0.
       hypers[static_cast<size_t>(ir->hyper_index(ir::kGradUnscaleInput))] =
@@ -739,7 +742,7 @@ struct Optimizer::Impl {
       grad_statistics.assign(2 * slots, 0.0);
     }
     const size_t phase_count = ir->phases.size();
-    if (maybe_uninitialized) {
+    if (maybe_uninitialized && !check_only) {
       for (size_t tensor : active) {
         if (!tensors[tensor].initialized) initialize(tensors[tensor]);
       }
@@ -786,6 +789,7 @@ struct Optimizer::Impl {
       } else {
         run_phase(phase, plan_phase(phase, share_rows && phase == 0));
       }
+      if (check_only) return true;  // phase 0 and the decision are queued
       const bool last = phase + 1 == phase_count;
       if (last && ir->scalar_stores.empty()) break;
       if (on_device && phase == 0) {
@@ -1102,6 +1106,16 @@ void Optimizer::set_decide_on_device(bool on) {
 }
 
 bool Optimizer::decides_on_device() const { return impl_->decide_on_device; }
+
+void Optimizer::check_gradients_on_device() {
+  Impl& impl = *impl_;
+  if (!impl.decide_on_device || impl.device_found_inf == nullptr) {
+    throw UserError(
+        "check_gradients_on_device() needs set_decide_on_device(true) and a device found_inf "
+        "(set_device_loss_scale)");
+  }
+  impl.step(/*check_only=*/true);
+}
 
 void Optimizer::set_device_loss_scale(const void* grad_scale, void* found_inf) {
   Impl& impl = *impl_;

@@ -135,6 +135,13 @@ class Optimizer {
   /// that reads the outcome throws a UserError. The found_inf hyper, when nonzero, still
   /// skips a step on the host.
   void set_device_loss_scale(const void* grad_scale, void* found_inf);
+  /// With a device found_inf: queues phase 0 and the decision for the current gradients
+  /// without stepping (nothing else changes), so that an inf or NaN unscaled gradient sets
+  /// found_inf to 1. Several optimizers sharing one found_inf that all check before any
+  /// steps then skip or step together, with no host round trip (fuseopt.torch does this for
+  /// its param groups). Costs one more read of the gradients. A UserError without
+  /// set_decide_on_device(true) and a device found_inf.
+  void check_gradients_on_device();
 
   /// Waits until the device has finished every step queued so far, reporting errors of
   /// earlier launches; nothing to wait for with host kernels.

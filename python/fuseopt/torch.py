@@ -533,9 +533,8 @@ class Optimizer(_TorchOptimizer):
             grad_scale = getattr(self, "grad_scale", None)
             found_inf = getattr(self, "found_inf", None)
         self.last_step_skipped = False
-        on_device = self._decidable_on_device(grad_scale, found_inf)
-        if on_device is not None:
-            return self._step_deciding_on_device(loss, on_device, grad_scale, found_inf)
+        if self._decidable_on_device(grad_scale, found_inf):
+            return self._step_deciding_on_device(loss, grad_scale, found_inf)
         if found_inf is not None and self._number_of(found_inf, "found_inf") != 0:
             # GradScaler found an inf or NaN in the scaled gradients of this optimizer (every
             # group's): skip the whole step, as its fused optimizers do.
@@ -591,54 +590,66 @@ class Optimizer(_TorchOptimizer):
         return loss
 
     def _decidable_on_device(self, grad_scale, found_inf):
-        """The (group number, runtime, part) of a step that can be decided on the GPU with no
-        host round trip, or None: GradScaler's found_inf (and grad_scale, if given) are
-        one-element float32 tensors on the parameters' CUDA device, and one C++ optimizer
-        (one param group of one dtype) holds every parameter, so that its own check of the
-        unscaled gradients decides for all of them."""
+        """Whether a step can be decided on the GPU with no host round trip: GradScaler's
+        found_inf (and grad_scale, if given) are one-element float32 tensors on the CUDA
+        device of every param group, and every group's kernels can decide on the device (not
+        LAMB-like rules). Builds the kernels with loss scaling if needed, as the host path
+        would for this grad_scale."""
         if not isinstance(found_inf, _torch.Tensor) or found_inf.device.type != "cuda":
-            return None
+            return False
         if grad_scale is None and not self._loss_scaling:
-            return None
+            return False
         for value in (found_inf, grad_scale):
             if value is None:
                 continue
             if (not isinstance(value, _torch.Tensor) or value.device != found_inf.device
                     or value.dtype != _torch.float32 or value.numel() != 1
                     or not value.is_contiguous()):
-                return None
-        if len(self._groups) != 1 or len(self._groups[0].parts) != 1:
-            return None
-        if self._groups[0].device != found_inf.device:
-            return None
+                return False
+        if not self._groups or any(runtime.device != found_inf.device
+                                   for runtime in self._groups):
+            return False
         if not self._loss_scaling:
-            self._enable_loss_scaling()  # as the host path would for this grad_scale
-        runtime = self._groups[0]
-        kernel = runtime.parts[0].kernel
-        if not (kernel.device_memory and kernel.decides_on_device):
-            return None
-        return runtime
+            self._enable_loss_scaling()
+        return all(part.kernel.device_memory and part.kernel.decides_on_device
+                   for runtime in self._groups for part in runtime.parts)
 
-    def _step_deciding_on_device(self, loss, runtime, grad_scale, found_inf):
-        """A step whose skip (and clip factor) the kernels decide on the GPU: found_inf and
-        grad_scale are read there, nothing is read back, and last_step_skipped learns the
-        outcome when asked (a skip also sets found_inf to 1, as GradScaler expects)."""
-        work = self._prepare_group(0, self.param_groups[0], runtime, None)
+    def _step_deciding_on_device(self, loss, grad_scale, found_inf):
+        """A step whose skip (and clip factors) the kernels decide on the GPU: found_inf and
+        grad_scale are read there and nothing is read back; last_step_skipped learns the
+        outcome when asked (a skip also sets found_inf to 1, as GradScaler expects). With
+        several C++ optimizers (groups, dtypes) each first checks its gradients into the
+        shared found_inf, so that an inf anywhere skips them all."""
+        work = []
+        for number, (group, runtime) in enumerate(zip(self.param_groups, self._groups)):
+            work.extend(self._prepare_group(number, group, runtime, None))
         if not work:
             return loss
-        _, part, stepped = work[0]
-        core = part.core
-        core.set_decide_on_device(True)
-        core.set_device_loss_scale(grad_scale.data_ptr() if grad_scale is not None else 0,
-                                   found_inf.data_ptr())
-        self._run_part(runtime, part)
-        self._skip_pending = core
-        first = [part.members[local] for local in stepped
-                 if runtime.entries[part.members[local]] is None]
+        device = found_inf.device
+        # The kernels run on the device's legacy default stream (see _run_part).
+        stream = _torch.cuda.current_stream(device)
+        side_stream = stream != _torch.cuda.default_stream(device)
+        if side_stream:
+            stream.synchronize()
+        scale_address = grad_scale.data_ptr() if grad_scale is not None else 0
+        for _, part, _ in work:
+            part.core.set_decide_on_device(True)
+            part.core.set_device_loss_scale(scale_address, found_inf.data_ptr())
+        if len(work) > 1:
+            for _, part, _ in work:
+                part.core.check_gradients_on_device()
+        for _, part, _ in work:
+            part.core.step()
+        if side_stream:
+            for _, part, _ in work:
+                part.core.synchronize()
+        self._skip_pending = work[0][1].core
+        first = [(runtime, part.members[local]) for runtime, part, stepped in work
+                 for local in stepped if runtime.entries[part.members[local]] is None]
         # optimizer.state gets entries for parameters stepped for the first time: this needs
         # the outcome (a skipped first step leaves no state), so it waits, once per parameter.
         if first and not self.last_step_skipped:
-            for index in first:
+            for runtime, index in first:
                 self._install_state(runtime, index, runtime.params[index])
         return loss
 

@@ -806,6 +806,10 @@ PYBIND11_MODULE(_fuseopt, m) {
            "With set_decide_on_device(True): the addresses of device floats (0 for none) read "
            "instead of the grad_scale and found_inf hypers, e.g. a GradScaler's tensors' "
            "data_ptr(); found_inf is set to 1 when a step is skipped.")
+      .def("check_gradients_on_device",
+           [](PyOptimizer& o) { o.run_released([](Optimizer& c) { c.check_gradients_on_device(); }); },
+           "With a device found_inf: queues the check of the current gradients (no step), so "
+           "that an inf or NaN sets found_inf and every optimizer sharing it skips.")
       .def("synchronize", [](PyOptimizer& o) { o.run_released([](Optimizer& c) { c.synchronize(); }); },
            "Waits for the device's queued steps (nothing to wait for on the host).")
       .def("step_count", [](const PyOptimizer& o, size_t t) { o.check_tensor(t); return o.get().step_count(t); },

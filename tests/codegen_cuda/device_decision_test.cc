@@ -206,5 +206,74 @@ TEST(DeviceDecision, SkipsAreReadWhenNeeded) {
   EXPECT_EQ(optimizer.step_count(0), 2);
 }
 
+// Optimizers sharing one device found_inf (fuseopt.torch's param groups) that all check their
+// gradients before any of them steps skip or step together, with no host round trip; the
+// check itself changes nothing.
+TEST(DeviceDecision, OptimizersSharingFoundInfSkipTogether) {
+  EmulatedDevice device;
+  const Loaded loaded = prepare(find_kernel("adam+grad_transform"));
+  const auto compiled = runtime::load_cuda_kernel(loaded.kernel, loaded.view, device);
+  const auto reference =
+      runtime::make_interpreter_kernel(loaded.kernel, loaded.shape.chunk_elements);
+  DeviceFloat found_inf(device, 0.0f);
+  DeviceFloat scale(device, 4.0f);
+  const std::vector<std::vector<int64_t>> groups = {{1500, 20}, {700}};
+  std::vector<std::unique_ptr<Optimizer>> on_device;
+  std::vector<std::unique_ptr<Optimizer>> on_host;
+  for (const std::vector<int64_t>& numels : groups) {
+    on_device.push_back(std::make_unique<Optimizer>(compiled));
+    on_host.push_back(std::make_unique<Optimizer>(reference));
+    on_device.back()->set_decide_on_device(true);
+    on_device.back()->set_device_loss_scale(scale.pointer(), found_inf.pointer());
+    on_host.back()->set_hyper(ir::kGradScaleHyper, 4.0);
+    for (int64_t numel : numels) {
+      on_device.back()->add_tensor(numel);
+      on_host.back()->add_tensor(numel);
+    }
+  }
+  for (int step = 0; step < 4; ++step) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    const bool poisoned = step == 1;  // an inf in the second group only
+    for (size_t g = 0; g < groups.size(); ++g) {
+      for (size_t t = 0; t < groups[g].size(); ++t) {
+        std::vector<float> grad(static_cast<size_t>(groups[g][t]));
+        for (size_t i = 0; i < grad.size(); ++i) {
+          grad[i] = 4.0f * static_cast<float>((i * 37 + g * 11 + static_cast<size_t>(step)) % 17) /
+                        17.0f -
+                    2.0f;
+        }
+        if (poisoned && g == 1) grad[5] = std::numeric_limits<float>::infinity();
+        on_device[g]->write_grad(t, grad);
+        on_host[g]->write_grad(t, grad);
+      }
+    }
+    found_inf.set(0.0f);
+    const int downloads = device.downloads.load();
+    for (auto& optimizer : on_device) optimizer->check_gradients_on_device();
+    for (auto& optimizer : on_device) EXPECT_TRUE(optimizer->step());
+    EXPECT_EQ(device.downloads.load(), downloads);
+    EXPECT_EQ(found_inf.get(), poisoned ? 1.0f : 0.0f);
+    for (size_t g = 0; g < groups.size(); ++g) {
+      EXPECT_EQ(on_device[g]->last_step_skipped(), poisoned) << "group " << g;
+      if (!poisoned) {
+        EXPECT_TRUE(on_host[g]->step());
+      }
+      for (size_t t = 0; t < groups[g].size(); ++t) {
+        EXPECT_EQ(on_device[g]->step_count(t), on_host[g]->step_count(t));
+        EXPECT_EQ(bits_differ(on_device[g]->read_param(t), on_host[g]->read_param(t)), "");
+        for (const std::string& name : on_host[g]->state_names()) {
+          EXPECT_EQ(bits_differ(on_device[g]->read_state(t, name), on_host[g]->read_state(t, name)),
+                    "");
+        }
+      }
+    }
+  }
+  EXPECT_EQ(on_device[0]->step_count(0), 3);
+  Optimizer unset(compiled);
+  EXPECT_THROW(unset.check_gradients_on_device(), UserError);
+  unset.set_decide_on_device(true);
+  EXPECT_THROW(unset.check_gradients_on_device(), UserError);  // no device found_inf
+}
+
 }  // namespace
 }  // namespace fuseopt::emulation

@@ -145,32 +145,42 @@ class CudaMixedPrecisionTest(unittest.TestCase):
             pair.assert_same(self)
 
     def test_loss_scaled_steps_decided_on_the_gpu(self):
-        """One group of one dtype with GradScaler's tensors on the GPU: the kernels read
-        found_inf and the scale there and decide the skip themselves (no host round trip),
-        set found_inf on a skip, and give the interpreter's bits."""
-        sizes = [(torch.float32, 1000003), (torch.float32, 7), (torch.float32, 4097)]
-        pair = Pair(make_params(7, sizes), [[0, 1, 2]], lr=1e-2, max_grad_norm=0.5)
-        generator = torch.Generator().manual_seed(8)
-        scale = torch.full((), 1024.0, device=DEVICE)
-        for step in range(5):
-            poison = 1 if step == 2 else None
-            pair.set_grads(generator, scale=1024.0, poison=poison)
-            found_inf = torch.full((), 1.0 if step == 3 else 0.0, device=DEVICE)
-            before = [bits(p).clone() for p in pair.gpu]
-            pair.opt_gpu.step(grad_scale=scale, found_inf=found_inf)
-            self.assertTrue(pair.opt_gpu._groups[0].parts[0].core.decides_on_device)
-            skipped = step in (2, 3)
-            self.assertEqual(pair.opt_gpu.last_step_skipped, skipped)
-            self.assertEqual(float(found_inf), 1.0 if skipped else 0.0)
-            if skipped:
-                for b, p in zip(before, pair.gpu):
-                    self.assertTrue(torch.equal(b, bits(p)), "a skipped step changed a param")
-                continue
-            pair.opt_cpu.step(grad_scale=1024.0, found_inf=0.0)
-            torch.cuda.synchronize()
-            pair.assert_same(self)
-            self.assertEqual(pair.opt_gpu.last_grad_norm(), pair.opt_cpu.last_grad_norm())
-
+        """GradScaler's tensors on the GPU: the kernels read found_inf and the scale there and
+        decide the skip themselves (no host round trip), set found_inf on a skip, and give the
+        interpreter's bits; with two param groups and two dtypes each C++ optimizer checks
+        its gradients first, so that an inf in one group skips them all."""
+        layouts = [
+            ([(torch.float32, 1000003), (torch.float32, 7), (torch.float32, 4097)], [[0, 1, 2]],
+             {"max_grad_norm": 0.5}),
+            ([(torch.float32, 65537), (torch.bfloat16, 33), (torch.float32, 4097)], [[0, 1], [2]],
+             {}),
+        ]
+        for sizes, groups, extra in layouts:
+            with self.subTest(groups=groups):
+                pair = Pair(make_params(7, sizes), groups, lr=1e-2, **extra)
+                generator = torch.Generator().manual_seed(8)
+                scale = torch.full((), 1024.0, device=DEVICE)
+                for step in range(5):
+                    poison = 2 if step == 2 else None  # the last group only
+                    pair.set_grads(generator, scale=1024.0, poison=poison)
+                    found_inf = torch.full((), 1.0 if step == 3 else 0.0, device=DEVICE)
+                    before = [bits(p).clone() for p in pair.gpu]
+                    pair.opt_gpu.step(grad_scale=scale, found_inf=found_inf)
+                    for runtime in pair.opt_gpu._groups:
+                        for part in runtime.parts:
+                            self.assertTrue(part.core.decides_on_device)
+                    skipped = step in (2, 3)
+                    self.assertEqual(pair.opt_gpu.last_step_skipped, skipped)
+                    self.assertEqual(float(found_inf), 1.0 if skipped else 0.0)
+                    if skipped:
+                        for b, p in zip(before, pair.gpu):
+                            self.assertTrue(torch.equal(b, bits(p)), "a skipped step changed a param")
+                        continue
+                    pair.opt_cpu.step(grad_scale=1024.0, found_inf=0.0)
+                    torch.cuda.synchronize()
+                    pair.assert_same(self)
+                    if extra:
+                        self.assertEqual(pair.opt_gpu.last_grad_norm(), pair.opt_cpu.last_grad_norm())
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
