@@ -102,6 +102,16 @@ double grad_unscale_factor(const Kernel& kernel, std::span<const double> hypers)
   return static_cast<double>(static_cast<float>(1.0 / scale));
 }
 
+double max_grad_norm(const Kernel& kernel, std::span<const double> hypers) {
+  if (!kernel.grad_transform.clip_norm) return 1.0;
+  const double max_norm = hyper_value(kernel, hypers, kMaxGradNormHyper);
+  if (!(max_norm >= 0 && std::isfinite(max_norm))) {
+    throw UserError(std::string("the hyper ") + kMaxGradNormHyper +
+                    " must be finite and not negative, got " + std::to_string(max_norm));
+  }
+  return max_norm;
+}
+
 GradFactors grad_factors(const Kernel& kernel, std::span<const double> hypers,
                          const GradStatistics& statistics) {
   GradFactors factors;
@@ -113,11 +123,7 @@ GradFactors grad_factors(const Kernel& kernel, std::span<const double> hypers,
     return factors;
   }
   if (kernel.grad_transform.clip_norm) {
-    const double max_norm = hyper_value(kernel, hypers, kMaxGradNormHyper);
-    if (!(max_norm >= 0 && std::isfinite(max_norm))) {
-      throw UserError(std::string("the hyper ") + kMaxGradNormHyper +
-                      " must be finite and not negative, got " + std::to_string(max_norm));
-    }
+    const double max_norm = max_grad_norm(kernel, hypers);
     // clip_grad_norm_: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1; a NaN norm
     // gives a NaN coefficient (torch.clamp keeps NaN), so the step spreads the NaN as torch.
     const double coefficient = max_norm / (factors.total_norm + 1e-6);

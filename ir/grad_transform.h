@@ -79,6 +79,9 @@ struct GradFactors {
 /// runtime gives the hidden hyper before the step. `hypers` follows kernel.hypers. A UserError for
 /// a grad_scale that is not positive and finite.
 double grad_unscale_factor(const Kernel& kernel, std::span<const double> hypers);
+/// The kernel's max_grad_norm hyper (1 without clipping), which the clip factor divides. A
+/// UserError for a value that is negative or not finite.
+double max_grad_norm(const Kernel& kernel, std::span<const double> hypers);
 /// The factors of a step from the group's statistics.
 GradFactors grad_factors(const Kernel& kernel, std::span<const double> hypers,
                          const GradStatistics& statistics);

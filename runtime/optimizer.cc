@@ -17,7 +17,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <cstring>
 #include <limits>
 #include <new>
@@ -685,14 +684,7 @@ struct Optimizer::Impl {
       args.gate = device_gate;
       args.grad_scale = device_grad_scale;
       args.found_inf = device_found_inf;
-      if (ir->grad_transform.clip_norm) {
-        args.max_grad_norm = hypers[static_cast<size_t>(ir->hyper_index(ir::kMaxGradNormHyper))];
-        if (!(args.max_grad_norm >= 0 && std::isfinite(args.max_grad_norm))) {
-          throw UserError(std::string("the hyper ") + ir::kMaxGradNormHyper +
-                          " must be finite and not negative, got " +
-                          std::to_string(args.max_grad_norm));
-        }
-      }
+      args.max_grad_norm = ir::max_grad_norm(*ir, hypers);
     }
     args.tensor_count = active.size();
     args.numels = numels.data();

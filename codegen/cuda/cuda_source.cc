@@ -713,6 +713,19 @@ class SourceGenerator {
     w_.close();
   }
 
+  // Opens a __global__ function with the signature every generated function shares
+  // (cuda_source.h); only the decide function writes the gate.
+  void open_function(const std::string& bounds, const std::string& name,
+                     const std::string& gate_type) {
+    w_.line("extern \"C\" __global__ void __launch_bounds__(" + bounds + ") " + name + "(");
+    w_.line("    const FuseoptTable* __restrict__ table, const float* __restrict__ scalars,");
+    w_.line("    unsigned int scalar_stride, double* __restrict__ partials,");
+    w_.line("    const unsigned int* __restrict__ rounding_keys, " + gate_type + "* __restrict__ gate,");
+    w_.line("    const float* __restrict__ grad_scale, float* __restrict__ found_inf,");
+    w_.line("    double max_grad_norm) {");
+    w_.indent();
+  }
+
   void kernel_function(const PhaseInfo& info) {
     const ir::Phase& phase = kernel_.phases[info.index];
     const size_t reductions = phase.reductions.size();
@@ -725,20 +738,14 @@ class SourceGenerator {
     // what it needs (80 for bf16 Adam at the default shape) and never spill. f32 kernels keep
     // the plain bound their tuning was measured with.
     const std::string bounds = narrow_ ? block + ", 1" : block;
-    w_.line("extern \"C\" __global__ void __launch_bounds__(" + bounds + ") " + info.function + "(");
-    w_.line("    const FuseoptTable* __restrict__ table, const float* __restrict__ scalars,");
-    w_.line("    unsigned int scalar_stride, double* __restrict__ partials,");
-    w_.line("    const unsigned int* __restrict__ rounding_keys, const FuseoptGate* __restrict__ gate,");
-    w_.line("    const float* __restrict__ grad_scale, float* __restrict__ found_inf,");
-    w_.line("    double max_grad_norm) {");
-    w_.indent();
+    open_function(bounds, info.function, "const FuseoptGate");
     w_.line("(void)found_inf;");
     w_.line("(void)max_grad_norm;");
     if (!device_gate_) {
       w_.line("(void)gate;");
       w_.line("(void)grad_scale;");
     } else if (info.index > 0) {
-      w_.line("// The decision of fuseopt_decide (same for every thread): a skipped step stores nothing.");
+      w_.line("// The decide function's decision (the same for every thread): a skipped step stores nothing.");
       w_.line("if (gate != nullptr && gate->skip != 0.0) return;");
     } else {
       w_.line("(void)gate;");
@@ -877,13 +884,7 @@ class SourceGenerator {
     const ir::GradTransform& transform = kernel_.grad_transform;
     w_.line("// The step's decision, on the device: launched with one block after phase 0, writes");
     w_.line("// *gate, which the later phases read.");
-    w_.line("extern \"C\" __global__ void __launch_bounds__(32) " + name + "(");
-    w_.line("    const FuseoptTable* __restrict__ table, const float* __restrict__ scalars,");
-    w_.line("    unsigned int scalar_stride, double* __restrict__ partials,");
-    w_.line("    const unsigned int* __restrict__ rounding_keys, FuseoptGate* __restrict__ gate,");
-    w_.line("    const float* __restrict__ grad_scale, float* __restrict__ found_inf,");
-    w_.line("    double max_grad_norm) {");
-    w_.indent();
+    open_function("32", name, "FuseoptGate");
     w_.line("(void)scalars;");
     w_.line("(void)scalar_stride;");
     w_.line("(void)rounding_keys;");

@@ -78,8 +78,6 @@ class CudaDevice {
   virtual void destroy_fence(CudaFence fence) const noexcept;
   /// Marks the current end of the queue.
   virtual void record_fence(CudaFence fence) const;
-  /// Whether the work before the fence's last record has finished; never waits.
-  virtual bool fence_passed(CudaFence fence) const;
   /// Waits for the work before the fence's last record (not for later work); reports errors
   /// of earlier launches.
   virtual void wait_fence(CudaFence fence) const;

@@ -230,7 +230,6 @@ struct CudaDriver::Api {
   CUresult (*EventDestroy)(CUevent) = nullptr;
   CUresult (*EventRecord)(CUevent, CUstream) = nullptr;
   CUresult (*EventElapsedTime)(float*, CUevent, CUevent) = nullptr;
-  CUresult (*EventQuery)(CUevent) = nullptr;
   CUresult (*EventSynchronize)(CUevent) = nullptr;
   CUresult (*MemAllocHost)(void**, size_t) = nullptr;
   CUresult (*MemFreeHost)(void*) = nullptr;
@@ -307,7 +306,6 @@ std::unique_ptr<CudaDriver> CudaDriver::open(const std::string& library, int dev
   resolve(a.handle, {"cuEventDestroy_v2", "cuEventDestroy"}, a.EventDestroy, library);
   resolve(a.handle, {"cuEventRecord"}, a.EventRecord, library);
   resolve(a.handle, {"cuEventElapsedTime_v2", "cuEventElapsedTime"}, a.EventElapsedTime, library);
-  resolve(a.handle, {"cuEventQuery"}, a.EventQuery, library);
   resolve(a.handle, {"cuEventSynchronize"}, a.EventSynchronize, library);
   resolve(a.handle, {"cuMemAllocHost_v2"}, a.MemAllocHost, library);
   resolve(a.handle, {"cuMemFreeHost"}, a.MemFreeHost, library);
@@ -618,16 +616,6 @@ void CudaDriver::record_fence(CudaFence fence) const {
   check(api_->EventRecord(reinterpret_cast<CUevent>(fence), nullptr), "cuEventRecord");
 }
 
-bool CudaDriver::fence_passed(CudaFence fence) const {
-  if (fence == nullptr) return true;
-  make_current();
-  const CUresult result = api_->EventQuery(reinterpret_cast<CUevent>(fence));
-  constexpr CUresult kNotReady = 600;  // CUDA_ERROR_NOT_READY
-  if (result == kNotReady) return false;
-  check(result, "cuEventQuery");
-  return true;
-}
-
 void CudaDriver::wait_fence(CudaFence fence) const {
   if (fence == nullptr) return;
   make_current();
@@ -655,7 +643,6 @@ void CudaDevice::copy_to_host_async(void* destination, CudaDevicePtr source, siz
 CudaFence CudaDevice::create_fence() const { return nullptr; }
 void CudaDevice::destroy_fence(CudaFence) const noexcept {}
 void CudaDevice::record_fence(CudaFence) const {}
-bool CudaDevice::fence_passed(CudaFence) const { return true; }
 void CudaDevice::wait_fence(CudaFence) const {}
 
 void CudaDevice::copy_on_device(CudaDevicePtr destination, CudaDevicePtr source,

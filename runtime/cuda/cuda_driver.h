@@ -69,7 +69,6 @@ class CudaDriver final : public CudaDevice {
   CudaFence create_fence() const override;
   void destroy_fence(CudaFence fence) const noexcept override;
   void record_fence(CudaFence fence) const override;
-  bool fence_passed(CudaFence fence) const override;
   void wait_fence(CudaFence fence) const override;
 
   // ---- Code ------------------------------------------------------------------------------

@@ -202,6 +202,31 @@ CudaDevicePtr address(const void* pointer) {
   return static_cast<CudaDevicePtr>(reinterpret_cast<uintptr_t>(pointer));
 }
 
+// The arguments every generated function takes (codegen/cuda/cuda_source.h), in order, with
+// the pointers cuLaunchKernel wants. The gate's inputs are passed only with a gate.
+struct LaunchArgs {
+  LaunchArgs(const DeviceTable& table, const GroupArgs& args)
+      : table_address(table.memory.get()),
+        gate(address(args.gate)),
+        grad_scale(args.gate != nullptr ? address(args.grad_scale) : 0),
+        found_inf(args.gate != nullptr ? address(args.found_inf) : 0),
+        max_grad_norm(args.max_grad_norm) {}
+  LaunchArgs(const LaunchArgs&) = delete;  // `params` points into this object
+  LaunchArgs& operator=(const LaunchArgs&) = delete;
+
+  CudaDevicePtr table_address;
+  CudaDevicePtr scalars = 0;
+  unsigned int stride = 0;
+  CudaDevicePtr partials = 0;
+  CudaDevicePtr keys = 0;
+  CudaDevicePtr gate;
+  CudaDevicePtr grad_scale;
+  CudaDevicePtr found_inf;
+  double max_grad_norm;
+  void* params[9] = {&table_address, &scalars,    &stride,    &partials,     &keys,
+                     &gate,          &grad_scale, &found_inf, &max_grad_norm};
+};
+
 class CudaGroupPhase final : public GroupPhaseKernel {
  public:
   CudaGroupPhase(std::shared_ptr<GroupState> state, CudaFunction function, int block_size,
@@ -234,19 +259,10 @@ class CudaGroupPhase final : public GroupPhaseKernel {
     if (args.gate != nullptr && decide_ != nullptr) {
       // Phase 0 of a kernel deciding on the device: its partials stay there, combined by
       // one more launch into the gate that the later phases read.
-      CudaDevicePtr table_address = table.memory.get();
-      CudaDevicePtr scalars = 0;
-      unsigned int stride = 0;
-      CudaDevicePtr partials = state.partials(std::max<size_t>(table.chunk_count, 1) *
-                                              std::max<size_t>(reductions, 1) * sizeof(double));
-      CudaDevicePtr keys = 0;
-      CudaDevicePtr gate = address(args.gate);
-      CudaDevicePtr grad_scale = address(args.grad_scale);
-      CudaDevicePtr found_inf = address(args.found_inf);
-      double max_grad_norm = args.max_grad_norm;
-      void* params[] = {&table_address, &scalars,    &stride,    &partials,     &keys,
-                        &gate,          &grad_scale, &found_inf, &max_grad_norm};
-      state.device().launch(decide_, 1, 32, params);
+      LaunchArgs launch_args(table, args);
+      launch_args.partials = state.partials(std::max<size_t>(table.chunk_count, 1) *
+                                            std::max<size_t>(reductions, 1) * sizeof(double));
+      state.device().launch(decide_, 1, 32, launch_args.params);
       return;
     }
     if (reductions > 0) combine(state, table, args);
@@ -274,17 +290,14 @@ class CudaGroupPhase final : public GroupPhaseKernel {
     if (!reductions_.empty()) {
       partials = state.partials(table.chunk_count * reductions_.size() * sizeof(double));
     }
-    CudaDevicePtr keys = reads_keys_ ? state.rounding_keys(args) : 0;
-    CudaDevicePtr table_address = table.memory.get();
-    CudaDevicePtr gate = address(args.gate);
-    CudaDevicePtr grad_scale = args.gate != nullptr ? address(args.grad_scale) : 0;
-    CudaDevicePtr found_inf = args.gate != nullptr ? address(args.found_inf) : 0;
-    double max_grad_norm = args.max_grad_norm;
-    void* params[] = {&table_address, &scalars,    &stride,    &partials,     &keys,
-                      &gate,          &grad_scale, &found_inf, &max_grad_norm};
+    LaunchArgs launch_args(table, args);
+    launch_args.scalars = scalars;
+    launch_args.stride = stride;
+    launch_args.partials = partials;
+    launch_args.keys = reads_keys_ ? state.rounding_keys(args) : 0;
     const size_t grid = std::min(table.chunk_count, static_cast<size_t>(grid_cap_));
     device.launch(function_, static_cast<unsigned>(grid), static_cast<unsigned>(block_size_),
-                  params);
+                  launch_args.params);
   }
 
   // Each tensor's results: its chunks' partials combined in chunk order, as the CPU runtime

@@ -45,39 +45,8 @@ const EmulatedKernel& find_kernel(const std::string& rule) {
   throw std::runtime_error("no emulated kernel " + rule);
 }
 
-// A float on the emulated device (host memory there), e.g. GradScaler's scale or found_inf.
-class DeviceFloat {
- public:
-  DeviceFloat(const EmulatedDevice& device, float value)
-      : device_(device), address_(device.allocate(sizeof(float))) {
-    set(value);
-  }
-  ~DeviceFloat() { device_.free(address_); }
-  DeviceFloat(const DeviceFloat&) = delete;
-  DeviceFloat& operator=(const DeviceFloat&) = delete;
-  void set(float value) const { device_.copy_to_device(address_, &value, sizeof(value)); }
-  void* pointer() const { return reinterpret_cast<void*>(address_); }
-  float get() const {
-    float value = 0;
-    device_.copy_to_host(&value, address_, sizeof(value));
-    return value;
-  }
-
- private:
-  const EmulatedDevice& device_;
-  runtime::CudaDevicePtr address_;
-};
-
-std::string bits_differ(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size()) return "sizes differ";
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::bit_cast<uint32_t>(a[i]) != std::bit_cast<uint32_t>(b[i])) {
-      return "element " + std::to_string(i) + ": " + std::to_string(a[i]) + " vs " +
-             std::to_string(b[i]);
-    }
-  }
-  return "";
-}
+using gpu_testing::DeviceFloat;
+using gpu_testing::first_difference;
 
 TEST(DeviceDecision, OnlyKernelsWhoseLaterPhasesNeedNoHostDecide) {
   EmulatedDevice device;
@@ -175,13 +144,13 @@ TEST(DeviceDecision, SkipsAreReadWhenNeeded) {
   EXPECT_TRUE(optimizer.step());
   EXPECT_EQ(optimizer.step_count(0), 0);  // read: skipped, put back
   EXPECT_TRUE(optimizer.last_step_skipped());
-  EXPECT_EQ(bits_differ(optimizer.read_param(0), before), "");
+  EXPECT_EQ(first_difference(optimizer.read_param(0), before), "");
 
   found_inf.set(0.0f);
   EXPECT_TRUE(optimizer.step());
   EXPECT_FALSE(optimizer.last_step_skipped());
   EXPECT_EQ(optimizer.step_count(0), 1);
-  EXPECT_NE(bits_differ(optimizer.read_param(0), before), "");
+  EXPECT_NE(first_difference(optimizer.read_param(0), before), "");
 
   found_inf.set(1.0f);
   EXPECT_TRUE(optimizer.step());
@@ -196,7 +165,7 @@ TEST(DeviceDecision, SkipsAreReadWhenNeeded) {
   EXPECT_TRUE(optimizer.last_step_skipped());  // reported once
   EXPECT_EQ(found_inf.get(), 1.0f);            // the skip reported as to a GradScaler
   EXPECT_EQ(optimizer.step_count(0), 1);
-  EXPECT_EQ(bits_differ(optimizer.read_param(0), kept), "");
+  EXPECT_EQ(first_difference(optimizer.read_param(0), kept), "");
 
   // Back to the host: the hypers again, and the step waits for its statistics.
   optimizer.set_decide_on_device(false);
@@ -260,10 +229,11 @@ TEST(DeviceDecision, OptimizersSharingFoundInfSkipTogether) {
       }
       for (size_t t = 0; t < groups[g].size(); ++t) {
         EXPECT_EQ(on_device[g]->step_count(t), on_host[g]->step_count(t));
-        EXPECT_EQ(bits_differ(on_device[g]->read_param(t), on_host[g]->read_param(t)), "");
+        EXPECT_EQ(first_difference(on_device[g]->read_param(t), on_host[g]->read_param(t)), "");
         for (const std::string& name : on_host[g]->state_names()) {
-          EXPECT_EQ(bits_differ(on_device[g]->read_state(t, name), on_host[g]->read_state(t, name)),
-                    "");
+          EXPECT_EQ(
+              first_difference(on_device[g]->read_state(t, name), on_host[g]->read_state(t, name)),
+              "");
         }
       }
     }

@@ -11,26 +11,6 @@
 namespace fuseopt::gpu_testing {
 namespace {
 
-// A float in device memory, e.g. GradScaler's scale or found_inf.
-class DeviceFloat {
- public:
-  DeviceFloat(const runtime::CudaDevice& device, float value)
-      : memory_(device, sizeof(float)), device_(device) {
-    set(value);
-  }
-  void set(float value) const { device_.copy_to_device(memory_.get(), &value, sizeof(value)); }
-  void* pointer() const { return reinterpret_cast<void*>(memory_.get()); }
-  float get() const {
-    float value = 0;
-    device_.copy_to_host(&value, memory_.get(), sizeof(value));
-    return value;
-  }
-
- private:
-  runtime::CudaBuffer memory_;
-  const runtime::CudaDevice& device_;
-};
-
 uint32_t next_random(uint32_t& state) {
   state = state * 1664525u + 1013904223u;
   return state >> 8;
@@ -54,6 +34,23 @@ struct StepPlan {
   bool skipped = false;        // the expected outcome
 };
 
+}  // namespace
+
+DeviceFloat::DeviceFloat(const runtime::CudaDevice& device, float value)
+    : memory_(device, sizeof(float)), device_(device) {
+  set(value);
+}
+
+void DeviceFloat::set(float value) const {
+  device_.copy_to_device(memory_.get(), &value, sizeof(value));
+}
+
+float DeviceFloat::get() const {
+  float value = 0;
+  device_.copy_to_host(&value, memory_.get(), sizeof(value));
+  return value;
+}
+
 std::string first_difference(const std::vector<float>& a, const std::vector<float>& b) {
   if (a.size() != b.size()) return "sizes differ";
   for (size_t i = 0; i < a.size(); ++i) {
@@ -65,8 +62,6 @@ std::string first_difference(const std::vector<float>& a, const std::vector<floa
   }
   return "";
 }
-
-}  // namespace
 
 std::string compare_device_decision(
     const std::shared_ptr<const runtime::CompiledKernel>& device_kernel,

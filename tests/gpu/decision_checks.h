@@ -15,6 +15,22 @@
 
 namespace fuseopt::gpu_testing {
 
+/// A float in device memory, e.g. GradScaler's scale or found_inf.
+class DeviceFloat {
+ public:
+  DeviceFloat(const runtime::CudaDevice& device, float value);
+  void set(float value) const;
+  float get() const;
+  void* pointer() const { return reinterpret_cast<void*>(memory_.get()); }
+
+ private:
+  runtime::CudaBuffer memory_;
+  const runtime::CudaDevice& device_;
+};
+
+/// "" when `a` and `b` hold the same bits, else where and how they first differ.
+std::string first_difference(const std::vector<float>& a, const std::vector<float>& b);
+
 /// Sees each of the device optimizer's steps: `step` runs it; `group_changed` says whether
 /// tensors were left out or taken back since the last step (or it is the first), which
 /// uploads a new tensor table.
